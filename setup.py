@@ -1,0 +1,120 @@
+"""Build of xentc's Cython extension: the Extension list and the OpenMP probe.
+
+Metadata lives in pyproject.toml.  OpenMP is probed by compiling, linking and
+running a tiny program with the compiler setuptools is about to use:
+
+    XENTC_OPENMP=auto     (default) use OpenMP when the probe passes, else build
+                          serially and say so (xentc.openmp_enabled() is False)
+    XENTC_OPENMP=require  a failing probe is a build error (CI sets this)
+    XENTC_OPENMP=off      build serially without probing
+
+No -march=native and no -ffast-math: wheels must run on any x86-64 / arm64
+CPU, and finite-math would break the -inf / NaN semantics of the kernels.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = textwrap.dedent(
+    """
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int n = 0;
+        #pragma omp parallel num_threads(2) reduction(+:n)
+        n += 1;
+        printf("%d\\n", n);
+        return n == 2 ? 0 : 1;
+    }
+    """
+)
+
+
+def openmp_flags(compiler):
+    """(compile flags, link flags) that enable OpenMP for this compiler."""
+    if compiler.compiler_type == "msvc":
+        return ["/openmp"], []
+    if sys.platform == "darwin":
+        # Apple clang needs libomp (e.g. from Homebrew) and the preprocessor flag.
+        return ["-Xpreprocessor", "-fopenmp"], ["-lomp"]
+    return ["-fopenmp"], ["-fopenmp"]
+
+
+def probe_openmp(compiler, cflags, ldflags):
+    """Compile, link and run OPENMP_PROBE; return (ok, reason)."""
+    tmp = tempfile.mkdtemp(prefix="xentc-omp-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_PROBE)
+        objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+        exe = os.path.join(tmp, "probe")
+        compiler.link_executable(objs, exe, extra_postargs=ldflags)
+        if compiler.exe_extension:
+            exe += compiler.exe_extension
+        run = subprocess.run([exe], capture_output=True, text=True, timeout=60)
+        if run.returncode != 0:
+            return False, f"probe program exited with {run.returncode}: {run.stdout.strip()}"
+        return True, "probe compiled, linked and ran with 2 threads"
+    except Exception as exc:  # any compiler or link error means no OpenMP
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        mode = os.environ.get("XENTC_OPENMP", "auto").strip().lower()
+        if mode not in ("auto", "require", "off"):
+            raise SystemExit(f"XENTC_OPENMP must be auto, require or off, got {mode!r}")
+        cflags, ldflags = [], []
+        if mode != "off":
+            cflags, ldflags = openmp_flags(self.compiler)
+            ok, reason = probe_openmp(self.compiler, cflags, ldflags)
+            if ok:
+                print(f"xentc: building with OpenMP ({reason})")
+            elif mode == "require":
+                raise SystemExit(f"xentc: XENTC_OPENMP=require but OpenMP is not usable: {reason}")
+            else:
+                print(f"xentc: WARNING: OpenMP not usable, building serial ({reason})",
+                      file=sys.stderr)
+                cflags, ldflags = [], []
+        else:
+            print("xentc: XENTC_OPENMP=off, building serial")
+        opt = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O3"]
+        for ext in self.extensions:
+            ext.extra_compile_args = opt + cflags + ext.extra_compile_args
+            ext.extra_link_args = ldflags + ext.extra_link_args
+        super().build_extensions()
+
+
+extensions = [
+    Extension(
+        "xentc._kernels",
+        sources=["xentc/_kernels.pyx"],
+        include_dirs=["xentc"],
+        depends=["xentc/_rows.pxd", "xentc/_xentc_omp.h"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "nonecheck": False,
+        },
+    ),
+    cmdclass={"build_ext": BuildExt},
+)

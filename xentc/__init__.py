@@ -1,0 +1,25 @@
+"""xentc: fast, accurate softmax cross-entropy with logits on the CPU.
+
+Loss and gradient in one fused pass (the gradient written in place when
+asked), for dense (probability) and sparse (integer) labels, plus the
+softmax family they are built from.  See the README for the semantics.
+"""
+from ._version import __version__
+from ._api import (
+    log_softmax,
+    logsumexp,
+    openmp_enabled,
+    softmax,
+    softmax_cross_entropy_with_logits,
+    sparse_softmax_cross_entropy_with_logits,
+)
+
+__all__ = [
+    "__version__",
+    "log_softmax",
+    "logsumexp",
+    "openmp_enabled",
+    "softmax",
+    "softmax_cross_entropy_with_logits",
+    "sparse_softmax_cross_entropy_with_logits",
+]

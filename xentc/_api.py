@@ -1,0 +1,569 @@
+"""The Python layer of xentc: validate, normalise, allocate, dispatch, reshape back.
+
+Every public function opens the same way (`_logits_rows`): ``numpy.asarray``
+-> dtype policy -> normalise ``axis`` -> move the class axis last -> ``(-1, C)``
+rows -> C-contiguous (copied only when needed).  Outputs are checked before any
+work; data checks (label ranges, label sums) run as nogil scanners in the
+kernels and are turned into messages here, before anything is written.  No
+function here loops over rows in Python.
+
+dtype policy: float32 and float64 are computed natively; float16 is computed in
+float32 and returned as float16; integer and bool logits are computed and
+returned as float64; longdouble is computed and returned as float64.
+"""
+import numbers
+import operator
+
+import numpy as np
+from numpy.exceptions import AxisError
+
+from . import _kernels
+
+__all__ = [
+    "softmax_cross_entropy_with_logits",
+    "sparse_softmax_cross_entropy_with_logits",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "openmp_enabled",
+]
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+
+
+def openmp_enabled():
+    """Whether the compiled kernels use OpenMP threads.
+
+    Returns
+    -------
+    bool
+        False when the extension was built without OpenMP (for instance by a
+        compiler without it, or with ``XENTC_OPENMP=off``); every
+        ``num_threads`` then runs on one thread.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> isinstance(xentc.openmp_enabled(), bool)
+    True
+    """
+    return _kernels.openmp_enabled()
+
+
+# --------------------------------------------------------------------------
+# argument normalisation
+# --------------------------------------------------------------------------
+
+def _resolve_num_threads(num_threads):
+    """None -> OpenMP's default (honours OMP_NUM_THREADS and threadpoolctl)."""
+    if num_threads is None:
+        return max(1, _kernels.max_threads())
+    if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
+        raise TypeError(
+            f"num_threads must be a positive integer or None, got {num_threads!r} "
+            f"of type {type(num_threads).__name__}"
+        )
+    n = operator.index(num_threads)
+    if n < 1:
+        raise ValueError(f"num_threads must be a positive integer or None, got num_threads={n}")
+    return min(n, 1 << 16)
+
+
+def _dtypes(name, dtype):
+    """(computation dtype, result dtype) for an input array of this dtype."""
+    if dtype.kind == "f":
+        if dtype.itemsize == 2:
+            return _F32, np.dtype(np.float16)
+        if dtype.itemsize == 4:
+            return _F32, _F32
+        return _F64, _F64  # float64, and longdouble computed in float64
+    if dtype.kind in "biu":
+        return _F64, _F64
+    raise TypeError(
+        f"{name} must be an array of real floating-point or integer numbers, "
+        f"got {name}.dtype={dtype}"
+    )
+
+
+def _normalize_axis(axis, ndim, name="logits"):
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise AxisError(axis, ndim, msg_prefix=name)
+    return axis % ndim
+
+
+class _Rows:
+    """An input seen as C-contiguous (n_rows, n_classes) rows of the computation dtype.
+
+    arr:         numpy.asarray of what the user passed (original layout and dtype)
+    axis:        the class axis of arr, normalised to [0, ndim)
+    rows:        the (n_rows, n_classes) array handed to the kernels
+    owned:       rows is a buffer of our own (a copy), so a kernel may overwrite it
+    batch_shape: arr.shape without the class axis (the shape of per-row results)
+    """
+
+    def __init__(self, name, data, axis, cdtype=None):
+        self.arr = np.asarray(data)
+        if self.arr.ndim == 0:
+            raise ValueError(
+                f"{name} must have at least one dimension (the classes), got a 0-d array"
+            )
+        self.cdtype, self.rdtype = _dtypes(name, self.arr.dtype)
+        if cdtype is not None:  # labels follow the logits' computation dtype
+            self.cdtype = self.rdtype = cdtype
+        self.axis = _normalize_axis(axis, self.arr.ndim, name)
+        moved = np.moveaxis(self.arr, self.axis, -1)
+        self.n_classes = moved.shape[-1]
+        self.batch_shape = moved.shape[:-1]
+        self.moved_shape = moved.shape
+        if self.n_classes == 0:
+            raise ValueError(
+                f"{name} has 0 classes along axis {self.axis} ({name}.shape={self.arr.shape}): "
+                "softmax over an empty set of classes is undefined"
+            )
+        self.rows = np.ascontiguousarray(moved.reshape(-1, self.n_classes), dtype=self.cdtype)
+        self.owned = isinstance(data, (list, tuple)) or not np.may_share_memory(self.rows, self.arr)
+
+    def index(self, row, col=None):
+        """'i, j, :' text naming an element (col given) or a row (':' at the class axis)."""
+        idx = [int(i) for i in np.unravel_index(row, self.batch_shape)] if self.batch_shape else []
+        idx.insert(self.axis, ":" if col is None else int(col))
+        return ", ".join(str(i) for i in idx)
+
+
+def _check_output(name, out, shape, dtype):
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {name}.shape={out.shape}")
+    if out.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {dtype}, got {name}.dtype={out.dtype}")
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous, got an array with strides {out.strides}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} must be writeable, got a read-only array")
+
+
+def _same_memory(a, b):
+    ia, ib = a.__array_interface__, b.__array_interface__
+    return (ia["data"][0] == ib["data"][0] and a.shape == b.shape
+            and a.strides == b.strides and a.dtype == b.dtype)
+
+
+def _overlaps(a, b):
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=1 << 20)
+    except np.exceptions.TooHardError:
+        return True
+
+
+def _check_no_overlap(name, out, others):
+    """others: (name, array, identical_ok); identical_ok allows the very same memory (in place)."""
+    for other_name, other, identical_ok in others:
+        if other is None or not _overlaps(out, other):
+            continue
+        if identical_ok and _same_memory(out, other):
+            continue
+        hint = f"; pass {name}={other_name} itself for in place" if identical_ok else ""
+        raise ValueError(f"{name} must not overlap {other_name}{hint}")
+
+
+def _loss_output(out, lg):
+    """(kernel buffer of shape (n_rows,), finish) for a per-row result; finish() returns it."""
+    n_rows = lg.rows.shape[0]
+    if out is not None and out.dtype == lg.cdtype:
+        return out.reshape(n_rows), lambda: out
+    buf = np.empty(n_rows, lg.cdtype)
+
+    def finish():
+        res = buf.reshape(lg.batch_shape)
+        if out is not None:
+            out[...] = res
+            return out
+        res = res.astype(lg.rdtype, copy=False)
+        return res[()] if res.ndim == 0 else res
+
+    return buf, finish
+
+
+def _rows_output(out, lg):
+    """(kernel buffer of shape (n_rows, n_classes), finish) for a result shaped like the logits.
+
+    The kernel writes into the user's array when its rows are a contiguous view
+    of the computation dtype (grad_out=logits in place: no allocation);
+    otherwise into our own copy of the logits when there is one (the kernels may
+    overwrite their input), else into a new buffer, and finish() copies or
+    reshapes it into the result.
+    """
+    shape = lg.rows.shape
+    if out is not None:
+        moved = np.moveaxis(out, lg.axis, -1)
+        if out.dtype == lg.cdtype and moved.flags.c_contiguous:
+            return moved.reshape(shape), lambda: out
+    buf = lg.rows if lg.owned else np.empty(shape, lg.cdtype)
+
+    def finish():
+        res = buf.reshape(lg.moved_shape)
+        if out is not None:
+            np.copyto(moved, res, casting="same_kind")
+            return out
+        return np.moveaxis(res, -1, lg.axis).astype(lg.rdtype, copy=False)
+
+    return buf, finish
+
+
+def _label_rtol(cdtype, labels_dtype):
+    """Relative tolerance of the 'rows sum to 1' check: what the labels' precision can hold."""
+    if cdtype == _F64 and not (labels_dtype.kind == "f" and labels_dtype.itemsize < 8):
+        return 1e-6
+    return 1e-3
+
+
+def _validate_dense_labels(lb, n_threads):
+    rtol = _label_rtol(lb.cdtype, lb.arr.dtype)
+    row, col = _kernels.first_invalid_label_row(lb.rows, rtol, n_threads)
+    if row < 0:
+        return
+    hint = (
+        "dense labels must be class probabilities: non-negative, each row summing to 1. "
+        "If these numbers are logits (unnormalised scores), pass them as `logits`: logits "
+        "passed as labels give a meaningless, often negative loss. To compute the raw "
+        "formula with unnormalised labels anyway, pass validate_labels=False."
+    )
+    if col < lb.n_classes:
+        value = lb.rows[row, col].item()
+        raise ValueError(f"labels[{lb.index(row, col)}] = {value!r} is negative or NaN; {hint}")
+    total = float(np.sum(lb.rows[row], dtype=np.float64))
+    raise ValueError(
+        f"labels[{lb.index(row)}] sums to {total!r}, not 1 (relative tolerance {rtol:g}); {hint}"
+    )
+
+
+def _sparse_labels(labels, lg):
+    """Integer class indices as a flat int32/int64 array, checked to lie in [0, C)."""
+    lab = np.asarray(labels)
+    if lab.dtype.kind not in "iu":
+        raise TypeError(
+            f"labels must be integer class indices, got labels.dtype={lab.dtype}; for class "
+            "probabilities (one-hot or soft labels) use softmax_cross_entropy_with_logits"
+        )
+    if lab.shape != lg.batch_shape:
+        raise ValueError(
+            "labels must have the shape of logits without its last (class) axis, got "
+            f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
+        )
+    flat = np.ascontiguousarray(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
+    bad = _kernels.first_label_out_of_range(flat, lg.n_classes)
+    if bad >= 0:
+        where = ", ".join(str(int(i)) for i in np.unravel_index(bad, lab.shape))
+        name = f"labels[{where}]" if lab.ndim else "labels"
+        raise ValueError(
+            f"{name} = {flat[bad].item()} is outside the valid range [0, {lg.n_classes})"
+        )
+    if flat.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
+        flat = flat.astype(np.int64)  # in range, so exact
+    return lab, flat
+
+
+def _check_flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+# --------------------------------------------------------------------------
+# public functions
+# --------------------------------------------------------------------------
+
+def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=False,
+                                      grad_out=None, out=None, validate_labels=True,
+                                      num_threads=None):
+    """Cross-entropy between dense labels and softmax(logits), row by row.
+
+    ``loss = sum(labels * (logsumexp(logits) - logits), axis)``, computed in one
+    fused pass that never forms ``log(softmax(logits))``.
+
+    Parameters
+    ----------
+    labels : array_like
+        Class probabilities, the same shape as `logits` (one-hot or soft
+        labels); any real float or integer dtype.
+    logits : array_like
+        Unnormalised scores (the inputs of a softmax), any number of
+        dimensions; float32 and float64 are computed natively, float16 in
+        float32, integers in float64.
+    axis : int, default -1
+        The class axis.
+    return_grad : bool, default False
+        Also return the gradient of ``loss.sum()`` with respect to `logits`.
+    grad_out : ndarray, optional
+        C-contiguous, writeable array of the shape and result dtype of
+        `logits` that receives the gradient; may be `logits` itself (in
+        place, no allocation). Implies ``return_grad=True``.
+    out : ndarray, optional
+        C-contiguous, writeable array for the loss.
+    validate_labels : bool, default True
+        Check that labels are non-negative and each row sums to 1 (relative
+        tolerance 1e-3 for float32 and float16, 1e-6 for float64) before
+        computing; ``False`` computes the raw formula for any labels.
+    num_threads : int, optional
+        OpenMP threads; None uses OpenMP's default (``OMP_NUM_THREADS``,
+        threadpoolctl). Results are bit-identical for every value.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+        The shape of `logits` without `axis` (a scalar for 1-d input).
+    grad : ndarray
+        Only when `return_grad` or `grad_out`: ``softmax(logits) * labels.sum(axis)
+        - labels``, the true derivative even when labels do not sum to 1.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, ``C == 0``, a label row is not a probability
+        distribution (with ``validate_labels``), or `out`/`grad_out` has the
+        wrong shape, dtype or layout, is read-only or overlaps an input.
+    numpy.exceptions.AxisError
+        `axis` is out of range.
+    TypeError
+        A dtype that is not real floating or integer.
+
+    Notes
+    -----
+    Stable for any magnitude (the row max is subtracted), keeps tiny losses of
+    confident rows in float32 (``log1p`` of the non-max terms: 1.855e-08 where
+    TensorFlow and PyTorch return 0), and uses ``0 * log(0) = 0``: a ``-inf``
+    logit whose label is 0 contributes nothing (TensorFlow, PyTorch and optax
+    return NaN). A NaN logit makes only its own row NaN; a row of all ``-inf``
+    has NaN loss and gradient. TensorFlow's gradient is ``softmax - labels``,
+    which equals this one only when the labels sum to 1.
+
+    Examples
+    --------
+    >>> import numpy as np, xentc
+    >>> float(xentc.softmax_cross_entropy_with_logits([0.1, 0.02, 0.88], [1.0, -3.0, 10.0]))
+    1.1601256622376641
+    >>> loss, grad = xentc.softmax_cross_entropy_with_logits(
+    ...     np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32) * 4, return_grad=True)
+    >>> loss.round(4), grad.shape
+    (array([0.0363, 0.0363, 0.0363], dtype=float32), (3, 3))
+    """
+    return_grad = _check_flag("return_grad", return_grad) or grad_out is not None
+    validate_labels = _check_flag("validate_labels", validate_labels)
+    n_threads = _resolve_num_threads(num_threads)
+    lg = _Rows("logits", logits, axis)
+    lab = np.asarray(labels)
+    if lab.shape != lg.arr.shape:
+        raise ValueError(
+            "labels and logits must have the same shape, got "
+            f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
+        )
+    lb = _Rows("labels", lab, lg.axis, cdtype=lg.cdtype)
+    if out is not None:
+        _check_output("out", out, lg.batch_shape, lg.rdtype)
+        _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lb.arr, False)])
+    if grad_out is not None:
+        _check_output("grad_out", grad_out, lg.arr.shape, lg.rdtype)
+        _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("labels", lb.arr, False),
+                                                 ("out", out, False)])
+    if validate_labels:
+        _validate_dense_labels(lb, n_threads)
+    loss, finish_loss = _loss_output(out, lg)
+    grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
+    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads)
+    if return_grad:
+        return finish_loss(), finish_grad()
+    return finish_loss()
+
+
+def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=False, grad_out=None,
+                                             out=None, num_threads=None):
+    """Cross-entropy between integer class labels and softmax(logits), row by row.
+
+    ``loss = logsumexp(logits, -1) - logits[..., labels]``.
+
+    Parameters
+    ----------
+    labels : array_like of int
+        Class indices in ``[0, C)`` of shape ``logits.shape[:-1]``; any integer dtype.
+    logits : array_like
+        Unnormalised scores with the classes on the last axis, shape ``(..., C)``.
+    return_grad : bool, default False
+        Also return the gradient of ``loss.sum()`` with respect to `logits`.
+    grad_out : ndarray, optional
+        C-contiguous, writeable array like `logits` for the gradient; may be
+        `logits` itself (in place). Implies ``return_grad=True``.
+    out : ndarray, optional
+        C-contiguous, writeable array of shape ``logits.shape[:-1]`` for the loss.
+    num_threads : int, optional
+        OpenMP threads; None uses OpenMP's default.
+
+    Returns
+    -------
+    loss : ndarray or scalar
+        Shape ``logits.shape[:-1]``.
+    grad : ndarray
+        Only when `return_grad` or `grad_out`: ``softmax(logits) - onehot(labels)``.
+
+    Raises
+    ------
+    ValueError
+        A label outside ``[0, C)`` (naming its value, index and the range), a
+        shape mismatch, ``C == 0``, or a bad `out`/`grad_out`.
+    TypeError
+        Labels that are not integers, logits that are not real numbers.
+
+    Notes
+    -----
+    TensorFlow lists every label and no row when one is out of range; PyTorch
+    gives no range. The true-class gradient of a confident row is computed as
+    ``-s / (1 + s)`` so it does not round to 0 in float32.
+
+    Examples
+    --------
+    >>> import numpy as np, xentc
+    >>> logits = np.full((1, 10), -10.0, dtype=np.float32); logits[0, 3] = 10
+    >>> loss, grad = xentc.sparse_softmax_cross_entropy_with_logits([3], logits, return_grad=True)
+    >>> print(f"{loss[0]:.4g} {grad[0, 3]:.4g}")
+    1.855e-08 -1.855e-08
+    """
+    return_grad = _check_flag("return_grad", return_grad) or grad_out is not None
+    n_threads = _resolve_num_threads(num_threads)
+    lg = _Rows("logits", logits, -1)
+    lab, flat = _sparse_labels(labels, lg)
+    if out is not None:
+        _check_output("out", out, lg.batch_shape, lg.rdtype)
+        _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lab, False)])
+    if grad_out is not None:
+        _check_output("grad_out", grad_out, lg.arr.shape, lg.rdtype)
+        _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("labels", lab, False),
+                                                 ("out", out, False)])
+    loss, finish_loss = _loss_output(out, lg)
+    grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
+    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads)
+    if return_grad:
+        return finish_loss(), finish_grad()
+    return finish_loss()
+
+
+def _rowwise(kernel, logits, axis, out, num_threads):
+    """softmax / log_softmax: a result shaped like the logits; out may be logits itself."""
+    n_threads = _resolve_num_threads(num_threads)
+    lg = _Rows("logits", logits, axis)
+    if out is not None:
+        _check_output("out", out, lg.arr.shape, lg.rdtype)
+        _check_no_overlap("out", out, [("logits", lg.arr, True)])
+    res, finish = _rows_output(out, lg)
+    kernel(lg.rows, res, n_threads)
+    return finish()
+
+
+def softmax(logits, axis=-1, *, out=None, num_threads=None):
+    """Softmax ``exp(x) / sum(exp(x), axis)``, computed stably.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores.
+    axis : int, default -1
+        The class axis.
+    out : ndarray, optional
+        C-contiguous, writeable array like `logits` (shape, result dtype); may
+        be `logits` itself (in place).
+    num_threads : int, optional
+        OpenMP threads; None uses OpenMP's default.
+
+    Returns
+    -------
+    ndarray
+        Probabilities that sum to 1 along `axis`; NaN rows for rows holding a
+        NaN or only ``-inf``; a one-hot row at a single ``+inf``.
+
+    Raises
+    ------
+    ValueError, numpy.exceptions.AxisError, TypeError
+        As for :func:`softmax_cross_entropy_with_logits`.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> xentc.softmax([0.1, 0.3, 0.5, 0.9]).round(8)
+    array([0.16838508, 0.205666  , 0.25120102, 0.37474789])
+    """
+    return _rowwise(_kernels.softmax, logits, axis, out, num_threads)
+
+
+def log_softmax(logits, axis=-1, *, out=None, num_threads=None):
+    """Log-softmax ``x - logsumexp(x, axis)``, computed stably.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores.
+    axis : int, default -1
+        The class axis.
+    out : ndarray, optional
+        C-contiguous, writeable array like `logits`; may be `logits` itself.
+    num_threads : int, optional
+        OpenMP threads; None uses OpenMP's default.
+
+    Returns
+    -------
+    ndarray
+        Log-probabilities along `axis`. The largest entry of a confident row
+        keeps its tiny value (``-log1p(s)``) instead of rounding to 0.
+
+    Raises
+    ------
+    ValueError, numpy.exceptions.AxisError, TypeError
+        As for :func:`softmax_cross_entropy_with_logits`.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> xentc.log_softmax([1.0, 2.0, 3.0]).round(6)
+    array([-2.407606, -1.407606, -0.407606])
+    """
+    return _rowwise(_kernels.log_softmax, logits, axis, out, num_threads)
+
+
+def logsumexp(logits, axis=-1, *, num_threads=None):
+    """``log(sum(exp(logits), axis))``, computed stably.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores.
+    axis : int, default -1
+        The axis to reduce.
+    num_threads : int, optional
+        OpenMP threads; None uses OpenMP's default.
+
+    Returns
+    -------
+    ndarray or scalar
+        The shape of `logits` without `axis`; ``-inf`` for a row of ``-inf``,
+        ``+inf`` when a row holds ``+inf``, NaN when it holds a NaN.
+
+    Raises
+    ------
+    ValueError, numpy.exceptions.AxisError, TypeError
+        As for :func:`softmax_cross_entropy_with_logits`.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> float(xentc.logsumexp([1000.0, 1000.0]))
+    1000.6931471805599
+    """
+    n_threads = _resolve_num_threads(num_threads)
+    lg = _Rows("logits", logits, axis)
+    res, finish = _loss_output(None, lg)
+    _kernels.logsumexp(lg.rows, res, n_threads)
+    return finish()
