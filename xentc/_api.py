@@ -125,7 +125,9 @@ class _Rows:
                 "softmax over an empty set of classes is undefined"
             )
         self.rows = np.ascontiguousarray(moved.reshape(-1, self.n_classes), dtype=self.cdtype)
-        self.owned = isinstance(data, (list, tuple)) or not np.may_share_memory(self.rows, self.arr)
+        # a copy made here (or an array made from a list) may be overwritten by a kernel
+        self.owned = isinstance(data, (list, tuple)) or (
+            self.rows.flags.owndata and self.rows is not self.arr)
 
     def index(self, row, col=None):
         """'i, j, :' text naming an element (col given) or a row (':' at the class axis)."""
