@@ -26,6 +26,7 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "openmp_enabled",
+    "show_config",
 ]
 
 _F32 = np.dtype(np.float32)
@@ -49,6 +50,50 @@ def openmp_enabled():
     True
     """
     return _kernels.openmp_enabled()
+
+
+def show_config(file=None):
+    """Print how xentc was built and what it runs on, and return it as a dict.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (default ``sys.stdout``); ``False`` prints nothing.
+
+    Returns
+    -------
+    dict
+        ``version``, ``openmp`` (compiled with OpenMP), ``max_threads``
+        (OpenMP's default team size: ``OMP_NUM_THREADS``, threadpoolctl),
+        ``simd`` (the SIMD path in use: ``baseline``, ``avx2`` or ``avx512``,
+        chosen at import from the CPU, or forced by the environment variable
+        ``XENTC_ISA``) and ``simd_available``.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> config = xentc.show_config(file=False)
+    >>> config["simd"] in config["simd_available"]
+    True
+    """
+    import sys
+
+    from ._version import __version__
+
+    config = {
+        "version": __version__,
+        "openmp": _kernels.openmp_enabled(),
+        "max_threads": _kernels.max_threads(),
+        "simd": _kernels.isa(),
+        "simd_available": _kernels.available_isas(),
+    }
+    if file is not False:
+        out = sys.stdout if file is None else file
+        for key, value in config.items():
+            if isinstance(value, tuple):
+                value = ", ".join(value)
+            print(f"{key:>15}: {value}", file=out)
+    return config
 
 
 # --------------------------------------------------------------------------
@@ -175,10 +220,13 @@ def _check_no_overlap(name, out, others):
         raise ValueError(f"{name} must not overlap {other_name}{hint}")
 
 
-def _loss_output(out, lg):
-    """(kernel buffer of shape (n_rows,), finish) for a per-row result; finish() returns it."""
+def _loss_output(out, lg, staged=False):
+    """(kernel buffer of shape (n_rows,), finish) for a per-row result; finish() returns it.
+
+    staged: never write into `out` before finish() (the kernel's pass also
+    validates, and an error must leave `out` untouched)."""
     n_rows = lg.rows.shape[0]
-    if out is not None and out.dtype == lg.cdtype:
+    if out is not None and out.dtype == lg.cdtype and not staged:
         return out.reshape(n_rows), lambda: out
     buf = np.empty(n_rows, lg.cdtype)
 
@@ -226,28 +274,33 @@ def _label_rtol(cdtype, labels_dtype):
     return 1e-3
 
 
-def _validate_dense_labels(lb, n_threads):
-    rtol = _label_rtol(lb.cdtype, lb.arr.dtype)
-    row, col = _kernels.first_invalid_label_row(lb.rows, rtol, n_threads)
-    if row < 0:
+def _raise_invalid_labels(lb, invalid, rtol):
+    """Raise for the first row flagged in `invalid` (kernel flags), naming the
+    negative or NaN label, or the row's sum."""
+    if not invalid.any():
         return
+    row = int(invalid.argmax())
+    y = lb.rows[row]
     hint = (
         "dense labels must be class probabilities: non-negative, each row summing to 1. "
         "If these numbers are logits (unnormalised scores), pass them as `logits`: logits "
         "passed as labels give a meaningless, often negative loss. To compute the raw "
         "formula with unnormalised labels anyway, pass validate_labels=False."
     )
-    if col < lb.n_classes:
-        value = lb.rows[row, col].item()
-        raise ValueError(f"labels[{lb.index(row, col)}] = {value!r} is negative or NaN; {hint}")
-    total = float(np.sum(lb.rows[row], dtype=np.float64))
+    negative = np.flatnonzero(~(y >= 0))
+    if negative.size:
+        col = int(negative[0])
+        raise ValueError(
+            f"labels[{lb.index(row, col)}] = {y[col].item()!r} is negative or NaN; {hint}"
+        )
+    total = float(np.sum(y, dtype=np.float64))
     raise ValueError(
         f"labels[{lb.index(row)}] sums to {total!r}, not 1 (relative tolerance {rtol:g}); {hint}"
     )
 
 
 def _sparse_labels(labels, lg):
-    """Integer class indices as a flat int32/int64 array, checked to lie in [0, C)."""
+    """Integer class indices as a flat int64 array, checked to lie in [0, C)."""
     lab = np.asarray(labels)
     if lab.dtype.kind not in "iu":
         raise TypeError(
@@ -267,9 +320,7 @@ def _sparse_labels(labels, lg):
         raise ValueError(
             f"{name} = {flat[bad].item()} is outside the valid range [0, {lg.n_classes})"
         )
-    if flat.dtype not in (np.dtype(np.int32), np.dtype(np.int64)):
-        flat = flat.astype(np.int64)  # in range, so exact
-    return lab, flat
+    return lab, flat.astype(np.int64, copy=False)  # in range, so exact
 
 
 def _check_flag(name, value):
@@ -374,11 +425,19 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
         _check_output("grad_out", grad_out, lg.arr.shape, lg.rdtype)
         _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("labels", lb.arr, False),
                                                  ("out", out, False)])
-    if validate_labels:
-        _validate_dense_labels(lb, n_threads)
-    loss, finish_loss = _loss_output(out, lg)
+    rtol = _label_rtol(lb.cdtype, lb.arr.dtype)
+    invalid = np.zeros(lg.rows.shape[0], np.int8) if validate_labels else None
+    if validate_labels and return_grad:
+        # the gradient pass may overwrite logits or grad_out: check first
+        _kernels.check_labels(lb.rows, rtol, invalid, n_threads)
+        _raise_invalid_labels(lb, invalid, rtol)
+        invalid = None
+    # loss only: the kernel checks the labels in its own pass (one read of them)
+    loss, finish_loss = _loss_output(out, lg, staged=invalid is not None)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
-    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads)
+    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid)
+    if invalid is not None:
+        _raise_invalid_labels(lb, invalid, rtol)
     if return_grad:
         return finish_loss(), finish_grad()
     return finish_loss()

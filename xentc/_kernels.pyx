@@ -1,41 +1,102 @@
 # Design
 # ------
 # Kernels of xentc: they only compute.  Three layers, one direction:
-#   1. _rows.pxd: the math of one row (max shift, log1p of the non-max terms,
-#      0 * log 0 = 0); see its header for the formulas.
+#   1. Row kernels in C (_xentc_rows_impl.h, compiled per ISA by _xentc_rows.c
+#      and picked at import): the math of one row with a vectorised exp of our
+#      own.  They are C rather than Cython `cdef inline` helpers because they
+#      need vector types and per-ISA compilation, which Cython cannot express.
 #   2. this file: `def` kernels taking validated C-contiguous (n_rows, n_classes)
-#      memoryviews and preallocated outputs, looping over rows with prange.
-#      They never allocate results, never raise on data and never touch Python
-#      objects inside the loop.  Each row is written by exactly one thread and
-#      no reduction crosses rows, so results are bit-identical for any thread
-#      count.  Scanners look for bad labels and return the first bad row; the
-#      Python layer formats the message and raises before anything is written.
+#      memoryviews and preallocated outputs, looping over rows with prange and
+#      calling the row kernels of the selected ISA.  They never allocate
+#      results, never raise on data and never touch Python objects inside the
+#      loop.  Each row is written by exactly one thread and no reduction
+#      crosses rows, so results are bit-identical for any thread count.
+#      Scanners look for bad labels and return the first bad row; the Python
+#      layer formats the message and raises before anything is written.
 #   3. _api.py: validation, dtype policy, axis handling, allocation, dispatch.
 #
-# Kernel math, per row x (z = x - max x, s = sum of exp(z) without the max term):
+# Kernel math, per row x (M = max x, z = x - M, s = sum of exp(z) without one
+# max term, so that log1p(s) keeps tiny losses):
 #   dense_xent:  loss = log1p(s) sum(y) - sum_{y_j != 0} y_j z_j,
 #                grad = softmax(x) sum(y) - y
 #   sparse_xent: loss = log1p(s) - z_label, grad = softmax(x) - onehot(label)
 #   softmax = exp(z) / (1 + s), log_softmax = z - log1p(s),
-#   logsumexp = max + log1p(s)
+#   logsumexp = M + log1p(s)
 
-from libc.math cimport fabs
+import os
+
 from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t,
                           uint8_t, uint16_t, uint32_t, uint64_t)
 from cython cimport floating
-from cython.parallel cimport prange, parallel, threadid
-
-from xentc._rows cimport (dense_row, sparse_row, softmax_row, log_softmax_row,
-                          logsumexp_row)
+from cython.parallel cimport prange
 
 cdef extern from "_xentc_omp.h" nogil:
     int XENTC_OPENMP
     int xentc_omp_max_threads()
 
+cdef extern from "_xentc_rows.h" nogil:
+    ctypedef struct xentc_rows_table:
+        const char *name
+        void (*dense_f32)(const float *x, const float *y, float *loss, float *g,
+                          Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid) noexcept nogil
+        void (*dense_f64)(const double *x, const double *y, double *loss, double *g,
+                          Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid) noexcept nogil
+        void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g,
+                           Py_ssize_t nrows, Py_ssize_t n) noexcept nogil
+        void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g,
+                           Py_ssize_t nrows, Py_ssize_t n) noexcept nogil
+        void (*softmax_f32)(const float *x, float *p, Py_ssize_t n) noexcept nogil
+        void (*softmax_f64)(const double *x, double *p, Py_ssize_t n) noexcept nogil
+        void (*log_softmax_f32)(const float *x, float *p, Py_ssize_t n) noexcept nogil
+        void (*log_softmax_f64)(const double *x, double *p, Py_ssize_t n) noexcept nogil
+        float (*logsumexp_f32)(const float *x, Py_ssize_t n) noexcept nogil
+        double (*logsumexp_f64)(const double *x, Py_ssize_t n) noexcept nogil
+        void (*check_f32)(const float *y, int8_t *invalid, Py_ssize_t nrows, Py_ssize_t n,
+                          double rtol) noexcept nogil
+        void (*check_f64)(const double *y, int8_t *invalid, Py_ssize_t nrows, Py_ssize_t n,
+                          double rtol) noexcept nogil
+        void (*exp_f32)(const float *x, float *y, Py_ssize_t n) noexcept nogil
+        void (*exp_f64)(const double *x, double *y, Py_ssize_t n) noexcept nogil
+    const xentc_rows_table *xentc_rows
+    int xentc_select_isa(const char *request)
+    const char *xentc_available_isas()
 
-ctypedef fused index_t:
-    int32_t
-    int64_t
+
+def available_isas():
+    """The SIMD paths this build and CPU can run, best last."""
+    return tuple(xentc_available_isas().decode().split(","))
+
+
+def select_isa(str request):
+    """Use SIMD path `request` ("auto", "baseline", "avx2", "avx512").
+
+    Not thread-safe: it is called once at import, from XENTC_ISA.
+    """
+    if xentc_select_isa(request.encode()) != 0:
+        raise ValueError(
+            f"SIMD path {request!r} is not available on this CPU and build; "
+            f"choose one of {('auto',) + available_isas()}"
+        )
+    return isa()
+
+
+def isa():
+    """The SIMD path in use."""
+    return xentc_rows.name.decode()
+
+
+select_isa(os.environ.get("XENTC_ISA", "auto").strip().lower() or "auto")
+
+
+def exp(floating[::1] x, floating[::1] out):
+    """out = exp(x) with the vectorised exp of the SIMD path in use (for tests)."""
+    if x.shape[0] == 0:
+        return
+    if floating is float:
+        xentc_rows.exp_f32(&x[0], &out[0], x.shape[0])
+    else:
+        xentc_rows.exp_f64(&x[0], &out[0], x.shape[0])
+
 
 ctypedef fused any_int:
     int8_t
@@ -72,31 +133,73 @@ cdef inline int team_size(int n_threads, Py_ssize_t n_rows, Py_ssize_t n_cols) n
     return <int>t if t > 1 else 1
 
 
+cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_cols) noexcept nogil:
+    """Rows per prange iteration: about 16 K elements, a multiple of 16 rows
+    (whole vector groups for the few-classes path), a function of n_cols only."""
+    cdef Py_ssize_t rows = (1 << 14) // n_cols
+    rows = (rows + 15) // 16 * 16
+    return rows if rows > 16 else 16
+
+
 def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
-               floating[::1] loss, floating[:, ::1] grad, int n_threads):
-    """loss[i] and (unless grad is None) grad[i, :] for dense labels; grad may be logits."""
-    cdef Py_ssize_t i, n_rows = logits.shape[0], n = logits.shape[1]
+               floating[::1] loss, floating[:, ::1] grad, int n_threads,
+               double rtol=0.0, int8_t[::1] invalid=None):
+    """loss[i] and (unless grad is None) grad[i, :] for dense labels; grad may be logits.
+
+    With `invalid` (n_rows flags) the same pass also flags rows whose labels are
+    not a distribution (a negative or NaN label, or a sum off 1 by more than rtol).
+    """
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
-    cdef bint with_grad = grad is not None
+    cdef bint with_grad = grad is not None, with_check = invalid is not None
     if n_rows == 0:
         return
-    for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
-        loss[i] = dense_row(&logits[i, 0], &labels[i, 0],
-                            &grad[i, 0] if with_grad else NULL, n)
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
+        if floating is float:
+            xentc_rows.dense_f32(&logits[r0, 0], &labels[r0, 0], &loss[r0],
+                                 &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                 rtol, &invalid[r0] if with_check else NULL)
+        else:
+            xentc_rows.dense_f64(&logits[r0, 0], &labels[r0, 0], &loss[r0],
+                                 &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                 rtol, &invalid[r0] if with_check else NULL)
 
 
-def sparse_xent(const floating[:, ::1] logits, const index_t[::1] labels,
+def check_labels(const floating[:, ::1] labels, double rtol, int8_t[::1] invalid, int n_threads):
+    """invalid[i] = 1 unless labels[i] is >= 0 everywhere and sums to 1 within rtol."""
+    cdef Py_ssize_t n_rows = labels.shape[0], n = labels.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef int nt = team_size(n_threads, n_rows, n)
+    if n_rows == 0:
+        return
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
+        if floating is float:
+            xentc_rows.check_f32(&labels[r0, 0], &invalid[r0], min(chunk, n_rows - r0), n, rtol)
+        else:
+            xentc_rows.check_f64(&labels[r0, 0], &invalid[r0], min(chunk, n_rows - r0), n, rtol)
+
+
+def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
                 floating[::1] loss, floating[:, ::1] grad, int n_threads):
     """loss[i] and (unless grad is None) grad[i, :] for class indices (checked
     to lie in [0, n_classes) by the caller); grad may be logits."""
-    cdef Py_ssize_t i, n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
     cdef bint with_grad = grad is not None
     if n_rows == 0:
         return
-    for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
-        loss[i] = sparse_row(&logits[i, 0], <Py_ssize_t>labels[i],
-                             &grad[i, 0] if with_grad else NULL, n)
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
+        if floating is float:
+            xentc_rows.sparse_f32(&logits[r0, 0], &labels[r0], &loss[r0],
+                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n)
+        else:
+            xentc_rows.sparse_f64(&logits[r0, 0], &labels[r0], &loss[r0],
+                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n)
 
 
 def softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
@@ -106,7 +209,10 @@ def softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
     if n_rows == 0:
         return
     for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
-        softmax_row(&logits[i, 0], &out[i, 0], n)
+        if floating is float:
+            xentc_rows.softmax_f32(&logits[i, 0], &out[i, 0], n)
+        else:
+            xentc_rows.softmax_f64(&logits[i, 0], &out[i, 0], n)
 
 
 def log_softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
@@ -116,7 +222,10 @@ def log_softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threa
     if n_rows == 0:
         return
     for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
-        log_softmax_row(&logits[i, 0], &out[i, 0], n)
+        if floating is float:
+            xentc_rows.log_softmax_f32(&logits[i, 0], &out[i, 0], n)
+        else:
+            xentc_rows.log_softmax_f64(&logits[i, 0], &out[i, 0], n)
 
 
 def logsumexp(const floating[:, ::1] logits, floating[::1] out, int n_threads):
@@ -126,7 +235,10 @@ def logsumexp(const floating[:, ::1] logits, floating[::1] out, int n_threads):
     if n_rows == 0:
         return
     for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
-        out[i] = logsumexp_row(&logits[i, 0], n)
+        if floating is float:
+            out[i] = xentc_rows.logsumexp_f32(&logits[i, 0], n)
+        else:
+            out[i] = xentc_rows.logsumexp_f64(&logits[i, 0], n)
 
 
 def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes):
@@ -142,53 +254,3 @@ def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes):
                 bad = i
                 break
     return bad
-
-
-cdef inline Py_ssize_t first_bad_label(const floating* y, Py_ssize_t n,
-                                       double rtol) noexcept nogil:
-    """-1 if y is a probability row: every y_j >= 0 (not NaN) and |sum - 1| <= rtol.
-    Otherwise the index of the first negative or NaN label, or n for a bad sum."""
-    cdef Py_ssize_t j
-    cdef double total = 0.0
-    for j in range(n):
-        if not (y[j] >= 0):
-            return j
-        total += y[j]
-    if not (fabs(total - 1.0) <= rtol):
-        return n
-    return -1
-
-
-def first_invalid_label_row(const floating[:, ::1] labels, double rtol, int n_threads):
-    """(row, col) of the first row that is not a probability distribution:
-    col is the first negative or NaN label of that row, or n_classes when only
-    the row's sum is off by more than rtol.  (-1, -1) when every row is valid.
-
-    Rows are split into one contiguous block per thread; each block reports its
-    first bad row and the smallest block with one wins, so the answer does not
-    depend on the thread count.
-    """
-    cdef Py_ssize_t n_rows = labels.shape[0], n = labels.shape[1]
-    cdef int nt = team_size(n_threads, n_rows, n)
-    cdef Py_ssize_t b, i, col, block = (n_rows + nt - 1) // nt if n_rows else 0
-    cdef Py_ssize_t[64] bad_row
-    cdef Py_ssize_t[64] bad_col
-    if nt > 64:
-        nt = 64
-        block = (n_rows + nt - 1) // nt
-    for b in range(nt):
-        bad_row[b] = -1
-        bad_col[b] = -1
-    if n_rows == 0:
-        return -1, -1
-    for b in prange(nt, schedule='static', chunksize=1, nogil=True, num_threads=nt):
-        for i in range(b * block, min((b + 1) * block, n_rows)):
-            col = first_bad_label(&labels[i, 0], n, rtol)
-            if col >= 0:
-                bad_row[b] = i
-                bad_col[b] = col
-                break
-    for b in range(nt):
-        if bad_row[b] >= 0:
-            return bad_row[b], bad_col[b]
-    return -1, -1

@@ -1,0 +1,92 @@
+/* One ISA's instantiation of exp and the row kernels, for float and double.
+ * Included by _xentc_rows.c with ISA (a name), VBYTES (vector bytes) and
+ * ISA_KIND (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined, inside that ISA's
+ * target region. */
+
+typedef float CAT(vf_, ISA) __attribute__((vector_size(VBYTES)));
+typedef int32_t CAT(vif_, ISA) __attribute__((vector_size(VBYTES)));
+typedef double CAT(vd_, ISA) __attribute__((vector_size(VBYTES)));
+typedef int64_t CAT(vid_, ISA) __attribute__((vector_size(VBYTES)));
+#define VF CAT(vf_, ISA)
+#define VIF CAT(vif_, ISA)
+#define VD CAT(vd_, ISA)
+#define VID CAT(vid_, ISA)
+#define ISUF(f) CAT(CAT(f, _), ISA)
+#include "_xentc_exp.h"
+
+#define T float
+#define TBYTES 4
+#define VT VF
+#define VIT VIF
+#define NL (VBYTES / 4)
+#define VEXPCORE ISUF(vexpf_core)
+#define ZLOW (-104.0f)
+#define TINF INFINITY
+#define SUF(f) CAT(CAT(f, _f32_), ISA)
+#include "_xentc_rows_impl.h"
+#undef T
+#undef TBYTES
+#undef VT
+#undef VIT
+#undef NL
+#undef VEXPCORE
+#undef ZLOW
+#undef TINF
+#undef SUF
+
+#define T double
+#define TBYTES 8
+#define VT VD
+#define VIT VID
+#define NL (VBYTES / 8)
+#define VEXPCORE ISUF(vexpd_core)
+#define ZLOW (-746.0)
+#define TINF ((double)INFINITY)
+#define SUF(f) CAT(CAT(f, _f64_), ISA)
+#include "_xentc_rows_impl.h"
+#undef T
+#undef TBYTES
+#undef VT
+#undef VIT
+#undef NL
+#undef VEXPCORE
+#undef ZLOW
+#undef TINF
+#undef SUF
+
+static void ISUF(exp_f32)(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t j = 0; j < n; j += VBYTES / 4) {
+        VF v = {0};
+        ptrdiff_t r = n - j < VBYTES / 4 ? n - j : VBYTES / 4;
+        memcpy(&v, x + j, r * sizeof(float));
+        v = ISUF(vexpf)(v);
+        memcpy(y + j, &v, r * sizeof(float));
+    }
+}
+
+static void ISUF(exp_f64)(const double *x, double *y, ptrdiff_t n) {
+    for (ptrdiff_t j = 0; j < n; j += VBYTES / 8) {
+        VD v = {0};
+        ptrdiff_t r = n - j < VBYTES / 8 ? n - j : VBYTES / 8;
+        memcpy(&v, x + j, r * sizeof(double));
+        v = ISUF(vexpd)(v);
+        memcpy(y + j, &v, r * sizeof(double));
+    }
+}
+
+static const xentc_rows_table ISUF(table) = {
+    CAT(ISA_NAME_, ISA),
+    CAT(dense_rows_f32_, ISA), CAT(dense_rows_f64_, ISA),
+    CAT(sparse_rows_f32_, ISA), CAT(sparse_rows_f64_, ISA),
+    CAT(softmax_row_f32_, ISA), CAT(softmax_row_f64_, ISA),
+    CAT(log_softmax_row_f32_, ISA), CAT(log_softmax_row_f64_, ISA),
+    CAT(logsumexp_row_f32_, ISA), CAT(logsumexp_row_f64_, ISA),
+    CAT(check_labels_f32_, ISA), CAT(check_labels_f64_, ISA),
+    CAT(exp_f32_, ISA), CAT(exp_f64_, ISA),
+};
+
+#undef VF
+#undef VIF
+#undef VD
+#undef VID
+#undef ISUF

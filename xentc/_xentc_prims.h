@@ -1,0 +1,170 @@
+/* Per-ISA vector primitives that vector extensions express poorly: max, min,
+ * partial (tail) loads and stores, horizontal reductions.  Included by
+ * _xentc_rows_impl.h with T, VT, VIT, NL, TBYTES, SUF and ISA_KIND
+ * (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined. */
+
+#if ISA_KIND == 3 && TBYTES == 4
+#define XT_MASK(n) ((__mmask16)((1u << (n)) - 1u))
+static inline VT SUF(vmax)(VT a, VT b) { return (VT)_mm512_max_ps((__m512)a, (__m512)b); }
+static inline VT SUF(vmin)(VT a, VT b) { return (VT)_mm512_min_ps((__m512)a, (__m512)b); }
+static inline VT SUF(load_part)(const T *p, ptrdiff_t n, T fill) {
+    return (VT)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), XT_MASK(n), p);
+}
+static inline void SUF(store_part)(T *p, VT v, ptrdiff_t n) {
+    _mm512_mask_storeu_ps(p, XT_MASK(n), (__m512)v);
+}
+static inline T SUF(hmax)(VT v) { return _mm512_reduce_max_ps((__m512)v); }
+static inline double SUF(hsum)(VT v) { return _mm512_reduce_add_ps((__m512)v); }
+static inline long SUF(hcount)(VIT v) { return -(long)_mm512_reduce_add_epi32((__m512i)v); }
+#undef XT_MASK
+
+#elif ISA_KIND == 3 && TBYTES == 8
+#define XT_MASK(n) ((__mmask8)((1u << (n)) - 1u))
+static inline VT SUF(vmax)(VT a, VT b) { return (VT)_mm512_max_pd((__m512d)a, (__m512d)b); }
+static inline VT SUF(vmin)(VT a, VT b) { return (VT)_mm512_min_pd((__m512d)a, (__m512d)b); }
+static inline VT SUF(load_part)(const T *p, ptrdiff_t n, T fill) {
+    return (VT)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), XT_MASK(n), p);
+}
+static inline void SUF(store_part)(T *p, VT v, ptrdiff_t n) {
+    _mm512_mask_storeu_pd(p, XT_MASK(n), (__m512d)v);
+}
+static inline T SUF(hmax)(VT v) { return _mm512_reduce_max_pd((__m512d)v); }
+static inline double SUF(hsum)(VT v) { return _mm512_reduce_add_pd((__m512d)v); }
+static inline long SUF(hcount)(VIT v) { return -(long)_mm512_reduce_add_epi64((__m512i)v); }
+#undef XT_MASK
+
+#elif ISA_KIND == 2 && TBYTES == 4
+static inline __m256i SUF(tail_mask)(ptrdiff_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline VT SUF(vmax)(VT a, VT b) { return (VT)_mm256_max_ps((__m256)a, (__m256)b); }
+static inline VT SUF(vmin)(VT a, VT b) { return (VT)_mm256_min_ps((__m256)a, (__m256)b); }
+static inline VT SUF(load_part)(const T *p, ptrdiff_t n, T fill) {
+    __m256i m = SUF(tail_mask)(n);
+    return (VT)_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+}
+static inline void SUF(store_part)(T *p, VT v, ptrdiff_t n) {
+    _mm256_maskstore_ps(p, SUF(tail_mask)(n), (__m256)v);
+}
+static inline T SUF(hmax)(VT v) {
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+static inline double SUF(hsum)(VT v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128((__m256)v), _mm256_extractf128_ps((__m256)v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    return _mm_cvtss_f32(h);
+}
+static inline long SUF(hcount)(VIT v) {
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128((__m256i)v), _mm256_extracti128_si256((__m256i)v, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    return -(long)_mm_cvtsi128_si32(h);
+}
+
+#elif ISA_KIND == 2 && TBYTES == 8
+static inline __m256i SUF(tail_mask)(ptrdiff_t n) {
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+static inline VT SUF(vmax)(VT a, VT b) { return (VT)_mm256_max_pd((__m256d)a, (__m256d)b); }
+static inline VT SUF(vmin)(VT a, VT b) { return (VT)_mm256_min_pd((__m256d)a, (__m256d)b); }
+static inline VT SUF(load_part)(const T *p, ptrdiff_t n, T fill) {
+    __m256i m = SUF(tail_mask)(n);
+    return (VT)_mm256_blendv_pd(_mm256_set1_pd(fill), _mm256_maskload_pd(p, m), _mm256_castsi256_pd(m));
+}
+static inline void SUF(store_part)(T *p, VT v, ptrdiff_t n) {
+    _mm256_maskstore_pd(p, SUF(tail_mask)(n), (__m256d)v);
+}
+static inline T SUF(hmax)(VT v) {
+    __m128d h = _mm_max_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
+    h = _mm_max_sd(h, _mm_unpackhi_pd(h, h));
+    return _mm_cvtsd_f64(h);
+}
+static inline double SUF(hsum)(VT v) {
+    __m128d h = _mm_add_pd(_mm256_castpd256_pd128((__m256d)v), _mm256_extractf128_pd((__m256d)v, 1));
+    h = _mm_add_sd(h, _mm_unpackhi_pd(h, h));
+    return _mm_cvtsd_f64(h);
+}
+static inline long SUF(hcount)(VIT v) { return -(long)(v[0] + v[1] + v[2] + v[3]); }
+
+#else /* generic: SSE2 / NEON through vector extensions and lane loops */
+static inline VT SUF(vmax)(VT a, VT b) {
+    VIT gt = a > b;
+    return (VT)(((VIT)a & gt) | ((VIT)b & ~gt));
+}
+static inline VT SUF(vmin)(VT a, VT b) {
+    VIT lt = a < b;
+    return (VT)(((VIT)a & lt) | ((VIT)b & ~lt));
+}
+static inline VT SUF(load_part)(const T *p, ptrdiff_t n, T fill) {
+    VT v = (VT){0} + fill;
+    for (ptrdiff_t i = 0; i < n; i++) v[i] = p[i];
+    return v;
+}
+static inline void SUF(store_part)(T *p, VT v, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) p[i] = v[i];
+}
+static inline T SUF(hmax)(VT v) {
+    T m = v[0];
+    for (int i = 1; i < NL; i++) m = v[i] > m ? v[i] : m;
+    return m;
+}
+static inline double SUF(hsum)(VT v) {
+    double s = 0;
+    for (int i = 0; i < NL; i++) s += v[i];
+    return s;
+}
+static inline long SUF(hcount)(VIT v) {
+    long c = 0;
+    for (int i = 0; i < NL; i++) c -= v[i];
+    return c;
+}
+#endif
+
+/* gather: lanes i < nvalid get base[idx[i]], the others `fill`;
+ * permute: lane i gets v[idx[i]] (0 <= idx[i] < NL). */
+#if ISA_KIND == 3 && TBYTES == 4
+static inline VT SUF(gather)(const T *base, VIT idx, ptrdiff_t nvalid, T fill) {
+    __mmask16 k = nvalid >= NL ? (__mmask16)0xffff : (__mmask16)((1u << nvalid) - 1u);
+    return (VT)_mm512_mask_i32gather_ps(_mm512_set1_ps(fill), k, (__m512i)idx, base, 4);
+}
+static inline VT SUF(permute)(VT v, VIT idx) { return (VT)_mm512_permutexvar_ps((__m512i)idx, (__m512)v); }
+#elif ISA_KIND == 3 && TBYTES == 8
+static inline VT SUF(gather)(const T *base, VIT idx, ptrdiff_t nvalid, T fill) {
+    __mmask8 k = nvalid >= NL ? (__mmask8)0xff : (__mmask8)((1u << nvalid) - 1u);
+    return (VT)_mm512_mask_i64gather_pd(_mm512_set1_pd(fill), k, (__m512i)idx, base, 8);
+}
+static inline VT SUF(permute)(VT v, VIT idx) { return (VT)_mm512_permutexvar_pd((__m512i)idx, (__m512d)v); }
+#elif ISA_KIND == 2 && TBYTES == 4
+static inline VT SUF(gather)(const T *base, VIT idx, ptrdiff_t nvalid, T fill) {
+    __m256i m = SUF(tail_mask)(nvalid);
+    return (VT)_mm256_mask_i32gather_ps(_mm256_set1_ps(fill), base, (__m256i)idx, _mm256_castsi256_ps(m), 4);
+}
+static inline VT SUF(permute)(VT v, VIT idx) { return (VT)_mm256_permutevar8x32_ps((__m256)v, (__m256i)idx); }
+#elif ISA_KIND == 2 && TBYTES == 8
+static inline VT SUF(gather)(const T *base, VIT idx, ptrdiff_t nvalid, T fill) {
+    __m256i m = SUF(tail_mask)(nvalid);
+    return (VT)_mm256_mask_i64gather_pd(_mm256_set1_pd(fill), base, (__m256i)idx, _mm256_castsi256_pd(m), 8);
+}
+static inline VT SUF(permute)(VT v, VIT idx) {
+    /* 64-bit lane i takes 32-bit lanes 2 idx[i] and 2 idx[i] + 1 */
+    __m256i i2 = _mm256_add_epi64(_mm256_slli_epi64((__m256i)idx, 1),
+                                  _mm256_slli_epi64(_mm256_add_epi64(_mm256_slli_epi64((__m256i)idx, 1),
+                                                                     _mm256_set1_epi64x(1)), 32));
+    return (VT)_mm256_permutevar8x32_ps(_mm256_castpd_ps((__m256d)v), i2);
+}
+#else
+static inline VT SUF(gather)(const T *base, VIT idx, ptrdiff_t nvalid, T fill) {
+    VT v = (VT){0} + fill;
+    for (ptrdiff_t i = 0; i < nvalid && i < NL; i++) v[i] = base[idx[i]];
+    return v;
+}
+static inline VT SUF(permute)(VT v, VIT idx) {
+    VT r;
+    for (int i = 0; i < NL; i++) r[i] = v[idx[i] & (NL - 1)];
+    return r;
+}
+#endif

@@ -1,0 +1,41 @@
+/* Row kernels compiled per ISA (see _xentc_rows.c) and the table in use. */
+#ifndef XENTC_ROWS_H
+#define XENTC_ROWS_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *name;
+    /* rows [0, nrows) of n classes: loss[i], and grad rows unless g is NULL
+     * (g may be x: in place); dense with invalid != NULL also flags rows whose
+     * labels are not a distribution (see check_*) */
+    void (*dense_f32)(const float *x, const float *y, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
+                      double rtol, int8_t *invalid);
+    void (*dense_f64)(const double *x, const double *y, double *loss, double *g, ptrdiff_t nrows, ptrdiff_t n,
+                      double rtol, int8_t *invalid);
+    void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n);
+    void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g, ptrdiff_t nrows, ptrdiff_t n);
+    void (*softmax_f32)(const float *x, float *p, ptrdiff_t n);
+    void (*softmax_f64)(const double *x, double *p, ptrdiff_t n);
+    void (*log_softmax_f32)(const float *x, float *p, ptrdiff_t n);
+    void (*log_softmax_f64)(const double *x, double *p, ptrdiff_t n);
+    float (*logsumexp_f32)(const float *x, ptrdiff_t n);
+    double (*logsumexp_f64)(const double *x, ptrdiff_t n);
+    /* invalid[i] = 1 unless row i of y is >= 0 and sums to 1 within rtol */
+    void (*check_f32)(const float *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol);
+    void (*check_f64)(const double *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol);
+    void (*exp_f32)(const float *x, float *y, ptrdiff_t n);
+    void (*exp_f64)(const double *x, double *y, ptrdiff_t n);
+} xentc_rows_table;
+
+/* The table the kernels call; set by xentc_select_isa (baseline until then). */
+extern const xentc_rows_table *xentc_rows;
+
+/* Select "auto" (the best the CPU supports), "baseline", "avx2" or "avx512".
+ * Returns 0, or -1 when the CPU or the build lacks that path (nothing changes). */
+int xentc_select_isa(const char *request);
+
+/* Comma-separated paths this build and CPU can run, best last. */
+const char *xentc_available_isas(void);
+
+#endif

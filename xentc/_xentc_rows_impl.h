@@ -1,0 +1,500 @@
+/* Row kernels of xentc, written once over GCC/Clang vector extensions and
+ * instantiated per ISA and per float type by _xentc_isa.h.
+ *
+ * Included with these macros defined:
+ *   T, TBYTES  float (4) or double (8)
+ *   VT, VIT    the vector of T and the signed integer vector of the same width
+ *   NL         lanes per vector
+ *   SUF(f)     f with the type and ISA suffix appended
+ *   VEXPCORE   vector exp without range checks, valid on [ZLOW, 0]
+ *   ZLOW       below it exp rounds to 0 (-104 float, -746 double)
+ *   TINF       +inf of type T
+ *   ISA_KIND   for _xentc_prims.h
+ *
+ * Math (per row x of n >= 1 elements):
+ *   M = max x, s = sum_{j != k} exp(x_j - M) with one max element k left out,
+ *   logsumexp = M + log1p(s), softmax = exp(x - M) / (1 + s),
+ *   log_softmax = (x - M) - log1p(s).
+ * Leaving the max term (exactly 1) out of s and taking log1p keeps tiny
+ * values: a confident ten-class row (10 against nine -10) has s = 1.855e-8,
+ * which 1 + s would round away in float32.
+ *
+ * One read of the row computes M and s: the row is cut into blocks of BLOCK
+ * elements (resident in L1 while they are used), each block gives its max bm,
+ * the number c of elements equal to bm and the sum of exp(x - bm) over the
+ * others; blocks are merged in double with exp(bm - M) weights.  The left-out
+ * max term is one of the c ties of the largest block max, an exact integer
+ * subtraction.  Rows longer than the L2 cache are therefore read once for the
+ * loss (and once more for the gradient).
+ *
+ * NaN rows are detected by the max pass and never reach exp; rows whose max
+ * is +inf take a short scalar path (exp(x - inf) would be NaN at the ties).
+ */
+
+#include "_xentc_prims.h"
+
+/* Elements per block: each vector lane sums at most 64 terms in T before the
+ * block total is taken to double. */
+#undef BLOCK
+#define BLOCK (64 * NL)
+
+static inline VT SUF(splat)(T v) { return (VT){0} + v; }
+
+static inline VT SUF(sel)(VIT mask, VT a, VT b) {
+    return (VT)(((VIT)a & mask) | ((VIT)b & ~mask));
+}
+
+/* exp(z) for z <= 0 or -inf (never NaN): 0 below ZLOW */
+static inline VT SUF(exp_neg)(VT z) { return VEXPCORE(SUF(vmax)(z, SUF(splat)(ZLOW))); }
+
+static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v); return v; }
+static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
+
+/* One block's statistics, and the running merge of blocks (row so far). */
+typedef struct { T m; long c; double rest, sy, yz; T ymin; int nan; } SUF(acc);
+
+/* max of x[0:n] (-inf for n == 0); sets *nan when a NaN is present */
+static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
+    VT m0 = SUF(splat)(-TINF), m1 = m0, m2 = m0, m3 = m0;
+    VIT bad = (VIT){0};
+    ptrdiff_t j = 0;
+    for (; j + 4 * NL <= n; j += 4 * NL) {   /* four chains hide the max latency */
+        VT a = SUF(load)(x + j), b = SUF(load)(x + j + NL);
+        VT c = SUF(load)(x + j + 2 * NL), d = SUF(load)(x + j + 3 * NL);
+        m0 = SUF(vmax)(a, m0); m1 = SUF(vmax)(b, m1);
+        m2 = SUF(vmax)(c, m2); m3 = SUF(vmax)(d, m3);
+        bad |= (a != a) | (b != b) | (c != c) | (d != d);
+    }
+    for (; j + NL <= n; j += NL) {
+        VT a = SUF(load)(x + j);
+        m0 = SUF(vmax)(a, m0);
+        bad |= a != a;
+    }
+    if (j < n) {
+        VT a = SUF(load_part)(x + j, n - j, -TINF);
+        m0 = SUF(vmax)(a, m0);
+        bad |= a != a;
+    }
+    if (SUF(hcount)(bad)) *nan = 1;
+    return SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
+}
+
+/* Scalar statistics of a block whose max bm is +inf or -inf (rare): the
+ * ties are the infinite elements, every other exp(x - bm) is 0 (bm = +inf);
+ * with bm = -inf all elements are ties. */
+static void SUF(block_stats_inf)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
+    b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        if (x[j] == bm) b->c++;
+        if (y) {
+            b->sy += y[j];
+            if (!(y[j] >= b->ymin)) b->ymin = y[j];
+            /* y (x - bm) is -inf for a finite x under bm = +inf; 0 at ties */
+            if (y[j] != 0 && x[j] != bm) b->yz += (double)y[j] * ((double)x[j] - (double)bm);
+        }
+    }
+}
+
+/* Statistics of one block with finite max bm: ties c, rest = sum of
+ * exp(x - bm) over non-ties, with labels y (or NULL) also sum(y) and
+ * sum over y != 0 of y (x - bm). */
+static inline void SUF(block_stats)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
+    VT vbm = SUF(splat)(bm), zero = SUF(splat)(0);
+    VT s = zero, sy = zero, yz = zero, ymin = zero;
+    VIT c = (VIT){0};
+    ptrdiff_t j = 0;
+    for (; j < n; j += NL) {
+        ptrdiff_t r = n - j;
+        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+        VIT tie = v == vbm;
+        VT z = v - vbm;
+        s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
+        c += tie;
+        if (y) {
+            VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
+            sy += w;
+            yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
+            ymin = SUF(vmin)(w, ymin);
+        }
+    }
+    b->m = bm;
+    b->ymin = y ? -SUF(hmax)(-ymin) : 0;
+    b->c = SUF(hcount)(c);
+    b->rest = SUF(hsum)(s);
+    b->sy = y ? SUF(hsum)(sy) : 0;
+    b->yz = y ? SUF(hsum)(yz) : 0;
+}
+
+/* Merge block b into the row accumulator a (a->yz is relative to a->m). */
+static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
+    double yz_b = b->yz;
+    if (b->m > a->m) {
+        double w = exp((double)a->m - (double)b->m);   /* 0 when a->m = -inf */
+        a->rest = (a->rest + (double)a->c) * w + b->rest;
+        if (a->sy != 0) a->yz += ((double)a->m - (double)b->m) * a->sy;
+        a->c = b->c;
+        a->m = b->m;
+    } else if (b->m == a->m) {
+        a->c += b->c;
+        a->rest += b->rest;
+    } else {  /* b->m < a->m */
+        double w = exp((double)b->m - (double)a->m);
+        a->rest += (b->rest + (double)b->c) * w;
+        if (b->sy != 0) yz_b += ((double)b->m - (double)a->m) * b->sy;
+    }
+    a->sy += b->sy;
+    a->yz += yz_b;
+    if (!(b->ymin >= a->ymin)) a->ymin = b->ymin;
+}
+
+/* M, s (and the label sums) of a row in one read.  Returns 0 when the row's
+ * softmax is undefined (a NaN, or every element -inf); a->nan tells which. */
+static inline int SUF(row_stats)(const T *x, const T *y, ptrdiff_t n, SUF(acc) *a) {
+    SUF(acc) b = {0};
+    *a = b;
+    a->m = -TINF;
+    for (ptrdiff_t j = 0; j < n; j += BLOCK) {
+        ptrdiff_t len = n - j < BLOCK ? n - j : BLOCK;
+        const T *yb = y ? y + j : NULL;
+        T bm = SUF(block_max)(x + j, len, &a->nan);
+        if (a->nan) return 0;
+        if (bm == TINF || bm == -TINF)
+            SUF(block_stats_inf)(x + j, yb, len, bm, &b);
+        else
+            SUF(block_stats)(x + j, yb, len, bm, &b);
+        if (j == 0) *a = b; else SUF(merge)(a, &b);
+        a->nan = 0;
+    }
+    return a->m != -TINF;
+}
+
+/* s: the sum without one max term (c - 1 other ties count 1 each) */
+static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) + a->rest; }
+
+static inline void SUF(fill)(T *out, ptrdiff_t n, T v) {
+    for (ptrdiff_t j = 0; j < n; j++) out[j] = v;
+}
+
+/* exp(x_j - M) for a row whose max M is +inf: 1 at the +inf ties, else 0 */
+static inline T SUF(e_inf)(T xj) { return xj == TINF ? (T)1 : (T)0; }
+
+/* 1 unless every label is >= 0 (not NaN) and |sum - 1| <= rtol */
+static int SUF(labels_invalid)(const T *y, ptrdiff_t n, double rtol) {
+    VT zero = SUF(splat)(0), sy = zero, ymin = zero;
+    double total = 0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
+        ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
+        sy = zero;
+        for (ptrdiff_t j = j0; j < end; j += NL) {
+            ptrdiff_t r = end - j;
+            VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
+            sy += w;
+            ymin = SUF(vmin)(w, ymin);
+        }
+        total += SUF(hsum)(sy);
+    }
+    return !(-SUF(hmax)(-ymin) >= 0 && fabs(total - 1.0) <= rtol);
+}
+
+/* ---- row functions called by the Cython kernels -------------------------- */
+
+/* Dense labels:
+ *   loss = log1p(s) sum(y) - sum_{y != 0} y (x - M)     (both terms >= 0 for y >= 0)
+ *   grad = softmax sum(y) - y; at the ties of M written as
+ *          ((sum(y) - y) - y s) / (1 + s), which keeps -s / (1 + s) for a
+ *          confident one-hot row where 1 / (1 + s) - 1 would round to 0.
+ * g may be x (each x_j is read before g_j is written). */
+static T SUF(dense_row)(const T *x, const T *y, T *g, ptrdiff_t n, double rtol, int8_t *invalid) {
+    SUF(acc) a;
+    int defined = SUF(row_stats)(x, y, n, &a);
+    if (invalid)   /* a NaN logit stops row_stats early: then scan the labels alone */
+        *invalid = a.nan ? SUF(labels_invalid)(y, n, rtol)
+                         : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
+    if (!defined) {
+        if (g) SUF(fill)(g, n, (T)NAN);
+        return (T)NAN;
+    }
+    double s = SUF(row_s)(&a);
+    T loss = (T)(log1p(s) * a.sy - a.yz);
+    if (g) {
+        T inv = (T)(1.0 / (1.0 + s)), ts = (T)s, tsy = (T)a.sy;
+        if (a.m == TINF) {
+            for (ptrdiff_t j = 0; j < n; j++) {
+                T xj = x[j], yj = y[j];
+                g[j] = xj == a.m ? ((tsy - yj) - yj * ts) * inv : SUF(e_inf)(xj) * tsy * inv - yj;
+            }
+            return loss;
+        }
+        VT vm = SUF(splat)(a.m), vpk = SUF(splat)(tsy * inv), vinv = SUF(splat)(inv);
+        VT vs = SUF(splat)(ts), vsy = SUF(splat)(tsy);
+        for (ptrdiff_t j = 0; j < n; j += NL) {
+            ptrdiff_t r = n - j;
+            VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+            VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
+            VT gv = SUF(sel)(v == vm, ((vsy - w) - w * vs) * vinv, SUF(exp_neg)(v - vm) * vpk - w);
+            if (r >= NL) SUF(store)(g + j, gv); else SUF(store_part)(g + j, gv, r);
+        }
+    }
+    return loss;
+}
+
+/* Sparse labels: loss = log1p(s) - (x_label - M); grad = softmax - onehot(label),
+ * at a label that ties M written as -s / (1 + s).  g may be x. */
+static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n) {
+    SUF(acc) a;
+    T xl = x[label];
+    if (!SUF(row_stats)(x, NULL, n, &a)) {
+        if (g) SUF(fill)(g, n, (T)NAN);
+        return (T)NAN;
+    }
+    double s = SUF(row_s)(&a);
+    double zl = xl == a.m ? 0.0 : (double)xl - (double)a.m;
+    T loss = (T)(log1p(s) - zl);
+    if (g) {
+        double inv = 1.0 / (1.0 + s);
+        T tinv = (T)inv;
+        if (a.m == TINF) {
+            for (ptrdiff_t j = 0; j < n; j++) g[j] = SUF(e_inf)(x[j]) * tinv;
+        } else {
+            VT vm = SUF(splat)(a.m), vinv = SUF(splat)(tinv);
+            for (ptrdiff_t j = 0; j < n; j += NL) {
+                ptrdiff_t r = n - j;
+                VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+                VT gv = SUF(exp_neg)(v - vm) * vinv;
+                if (r >= NL) SUF(store)(g + j, gv); else SUF(store_part)(g + j, gv, r);
+            }
+        }
+        g[label] = xl == a.m ? (T)(-s * inv) : (T)(exp(zl) * inv - 1.0);
+    }
+    return loss;
+}
+
+/* softmax = exp(x - M) / (1 + s); p may be x */
+static void SUF(softmax_row)(const T *x, T *p, ptrdiff_t n) {
+    SUF(acc) a;
+    if (!SUF(row_stats)(x, NULL, n, &a)) { SUF(fill)(p, n, (T)NAN); return; }
+    T inv = (T)(1.0 / (1.0 + SUF(row_s)(&a)));
+    if (a.m == TINF) {
+        for (ptrdiff_t j = 0; j < n; j++) p[j] = SUF(e_inf)(x[j]) * inv;
+        return;
+    }
+    VT vm = SUF(splat)(a.m), vinv = SUF(splat)(inv);
+    for (ptrdiff_t j = 0; j < n; j += NL) {
+        ptrdiff_t r = n - j;
+        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+        VT pv = SUF(exp_neg)(v - vm) * vinv;
+        if (r >= NL) SUF(store)(p + j, pv); else SUF(store_part)(p + j, pv, r);
+    }
+}
+
+/* log_softmax = (x - M) - log1p(s), with x - M = 0 at the ties; out may be x */
+static void SUF(log_softmax_row)(const T *x, T *out, ptrdiff_t n) {
+    SUF(acc) a;
+    if (!SUF(row_stats)(x, NULL, n, &a)) { SUF(fill)(out, n, (T)NAN); return; }
+    T lse = (T)log1p(SUF(row_s)(&a));
+    VT vm = SUF(splat)(a.m), zero = SUF(splat)(0), vl = SUF(splat)(lse);
+    for (ptrdiff_t j = 0; j < n; j += NL) {
+        ptrdiff_t r = n - j;
+        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+        VT o = SUF(sel)(v == vm, zero, v - vm) - vl;
+        if (r >= NL) SUF(store)(out + j, o); else SUF(store_part)(out + j, o, r);
+    }
+}
+
+/* logsumexp = M + log1p(s); -inf for a row of -inf, +inf when M = +inf */
+static T SUF(logsumexp_row)(const T *x, ptrdiff_t n) {
+    SUF(acc) a;
+    if (!SUF(row_stats)(x, NULL, n, &a)) return a.nan ? (T)NAN : -TINF;
+    if (a.m == TINF) return TINF;
+    return (T)((double)a.m + log1p(SUF(row_s)(&a)));
+}
+
+/* ---- rows of few classes: one row per vector lane ------------------------
+ *
+ * With n <= SMALL_N classes a row fills less than a few vectors, and per-row
+ * reductions (max, sums, log1p) would cost more than the row's exps.  Here
+ * NL rows are processed at once, one per lane: column j of the group is
+ * gathered (x[lane * n + j]), so max, sums and log1p are plain lane-wise
+ * vector operations.  The gradient is written contiguously: the group's
+ * nr * n elements are walked in vectors and each element finds its row's
+ * statistics by a lane permute.  Every row goes through the same lane
+ * operations whatever its position, so results do not depend on how rows
+ * are split among threads.
+ */
+#undef SMALL_N
+#define SMALL_N 32
+
+/* log1p(s) for s >= 0, lane-wise: log(u) - ((u - 1) - s) / u with u = 1 + s
+ * (the correction restores what rounding 1 + s lost, so tiny s come back
+ * exactly), and log(u) = e ln 2 + log(f), u = 2^e f with f in [sqrt(1/2),
+ * sqrt(2)), log(f) = 2 atanh(t), t = (f - 1) / (f + 1), |t| <= 0.172. */
+static inline VT SUF(log1p_pos)(VT s) {
+    VT one = SUF(splat)(1), u = one + s;
+#if TBYTES == 4
+    VIT bits = (VIT)u;
+    VIT e = ((bits >> 23) & 0xff) - 127;
+    VT f = (VT)((bits & 0x7fffff) | 0x3f800000);
+    const int nterms = 5;
+    static const T c[] = {1.0f, 1.0f / 3, 1.0f / 5, 1.0f / 7, 1.0f / 9};
+#else
+    VIT bits = (VIT)u;
+    VIT e = ((bits >> 52) & 0x7ff) - 1023;
+    VT f = (VT)((bits & 0xfffffffffffffLL) | 0x3ff0000000000000LL);
+    const int nterms = 11;
+    static const T c[] = {1.0, 1.0 / 3, 1.0 / 5, 1.0 / 7, 1.0 / 9, 1.0 / 11,
+                          1.0 / 13, 1.0 / 15, 1.0 / 17, 1.0 / 19, 1.0 / 21};
+#endif
+    VIT big = f > SUF(splat)((T)1.41421356237309504880);
+    f = SUF(sel)(big, f * (T)0.5, f);
+    e = e - big;                                   /* big lanes are -1 */
+    VT t = (f - one) / (f + one), t2 = t * t;
+    VT p = SUF(splat)(c[nterms - 1]);
+    for (int i = nterms - 2; i >= 0; i--) p = p * t2 + c[i];
+    VT ef = __builtin_convertvector(e, VT);
+    VT logu = ef * (T)0.693147180369123816490 + (ef * (T)1.90821492927058770002e-10 + (T)2 * t * p);
+    return logu - ((u - one) - s) / u;
+}
+
+typedef struct {
+    VT m, s, sy, yz, ymin; /* row max, s, label sum, sum y (x - m), least label */
+    VIT undefined;         /* NaN present, or every element -inf */
+} SUF(lanes);
+
+/* Statistics of rows [0, nr) (nr <= NL) of x with n <= SMALL_N columns. */
+static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L) {
+    VIT rowoff;
+    for (int i = 0; i < NL; i++) rowoff[i] = i * n;
+    VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
+    VIT bad = (VIT){0};
+    for (ptrdiff_t j = 0; j < n; j++) {
+        VT v = SUF(gather)(x + j, rowoff, nr, 0);
+        m = SUF(vmax)(v, m);
+        bad |= v != v;
+    }
+    VT rest = zero, sy = zero, yz = zero, cnt = zero, ymin = zero;
+    for (ptrdiff_t j = 0; j < n; j++) {
+        VT v = SUF(gather)(x + j, rowoff, nr, 0);
+        VIT tie = v == m;
+        VT z = SUF(sel)(tie, zero, v - m);          /* 0 at ties, also for m = +inf */
+        rest += SUF(sel)(tie, zero, SUF(exp_neg)(z));
+        cnt += SUF(sel)(tie, SUF(splat)(1), zero);
+        if (y) {
+            VT w = SUF(gather)(y + j, rowoff, nr, 0);
+            sy += w;
+            yz += SUF(sel)(w != zero, w * z, zero);
+            ymin = SUF(vmin)(w, ymin);
+        }
+    }
+    L->ymin = ymin;
+    L->m = m;
+    L->s = (cnt - 1) + rest;
+    L->sy = sy;
+    L->yz = yz;
+    L->undefined = bad | (m == SUF(splat)(-TINF));
+}
+
+static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
+                                  double rtol, int8_t *invalid) {
+    VIT rowidx[SMALL_N];
+    for (ptrdiff_t k = 0; k < n; k++)
+        for (int i = 0; i < NL; i++) rowidx[k][i] = (k * NL + i) / n;
+    VT nan = SUF(splat)((T)NAN), zero = SUF(splat)(0);
+    for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
+        ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
+        const T *xb = x + r0 * n, *yb = y + r0 * n;
+        SUF(lanes) L;
+        SUF(lane_stats)(xb, yb, nr, n, &L);
+        VT lv = SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) * L.sy - L.yz);
+        if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
+        if (invalid)   /* lanes see every label, NaN logits or not */
+            for (ptrdiff_t i = 0; i < nr; i++)
+                invalid[r0 + i] = !(L.ymin[i] >= 0 && fabs((double)L.sy[i] - 1.0) <= rtol);
+        if (!g) continue;
+        VT inv = 1 / (1 + L.s), pk = L.sy * inv;
+        T *gb = g + r0 * n;
+        ptrdiff_t total = nr * n;
+        for (ptrdiff_t k = 0; k * NL < total; k++) {
+            ptrdiff_t r = total - k * NL;
+            VT v = r >= NL ? SUF(load)(xb + k * NL) : SUF(load_part)(xb + k * NL, r, 0);
+            VT w = r >= NL ? SUF(load)(yb + k * NL) : SUF(load_part)(yb + k * NL, r, 0);
+            VT m = SUF(permute)(L.m, rowidx[k]);
+            VIT tie = v == m;
+            VT e = SUF(exp_neg)(SUF(sel)(tie, zero, v - m));
+            VT gt = ((SUF(permute)(L.sy, rowidx[k]) - w) - w * SUF(permute)(L.s, rowidx[k]))
+                    * SUF(permute)(inv, rowidx[k]);
+            VT gv = SUF(sel)(tie, gt, e * SUF(permute)(pk, rowidx[k]) - w);
+            gv = SUF(sel)((VIT)SUF(permute)((VT)L.undefined, rowidx[k]), nan, gv);
+            if (r >= NL) SUF(store)(gb + k * NL, gv); else SUF(store_part)(gb + k * NL, gv, r);
+        }
+    }
+}
+
+static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T *g,
+                                   ptrdiff_t nrows, ptrdiff_t n) {
+    VIT rowidx[SMALL_N];
+    VT col[SMALL_N];          /* column of each element, as T (compared as T) */
+    for (ptrdiff_t k = 0; k < n; k++)
+        for (int i = 0; i < NL; i++) { rowidx[k][i] = (k * NL + i) / n; col[k][i] = (T)((k * NL + i) % n); }
+    VT nan = SUF(splat)((T)NAN), zero = SUF(splat)(0);
+    for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
+        ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
+        const T *xb = x + r0 * n;
+        VIT labpos;
+        VT lab;
+        for (int i = 0; i < NL; i++) {
+            ptrdiff_t li = i < nr ? (ptrdiff_t)labels[r0 + i] : 0;
+            lab[i] = (T)li;
+            labpos[i] = i * n + li;
+        }
+        SUF(lanes) L;
+        SUF(lane_stats)(xb, NULL, nr, n, &L);
+        VT xl = SUF(gather)(xb, labpos, nr, 0);
+        VT zl = SUF(sel)(xl == L.m, zero, xl - L.m);
+        VT lv = SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) - zl);
+        if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
+        if (!g) continue;
+        VT inv = 1 / (1 + L.s);
+        /* the label's entry: -s / (1 + s) when it ties the max, else p - 1 */
+        VT glab = SUF(sel)(xl == L.m, -L.s * inv, SUF(exp_neg)(zl) * inv - 1);
+        T *gb = g + r0 * n;
+        ptrdiff_t total = nr * n;
+        for (ptrdiff_t k = 0; k * NL < total; k++) {
+            ptrdiff_t r = total - k * NL;
+            VT v = r >= NL ? SUF(load)(xb + k * NL) : SUF(load_part)(xb + k * NL, r, 0);
+            VT m = SUF(permute)(L.m, rowidx[k]);
+            VT e = SUF(exp_neg)(SUF(sel)(v == m, zero, v - m));
+            VT gv = e * SUF(permute)(inv, rowidx[k]);
+            VIT is_label = col[k] == SUF(permute)(lab, rowidx[k]);
+            gv = SUF(sel)(is_label, SUF(permute)(glab, rowidx[k]), gv);
+            gv = SUF(sel)((VIT)SUF(permute)((VT)L.undefined, rowidx[k]), nan, gv);
+            if (r >= NL) SUF(store)(gb + k * NL, gv); else SUF(store_part)(gb + k * NL, gv, r);
+        }
+    }
+}
+
+/* ---- entry points over a range of rows ---------------------------------- */
+
+/* invalid (or NULL): per row, 1 when the labels are not a distribution (rtol) */
+static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
+                            double rtol, int8_t *invalid) {
+    if (n <= SMALL_N) {
+        SUF(dense_rows_small)(x, y, loss, g, nrows, n, rtol, invalid);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nrows; i++)
+        loss[i] = SUF(dense_row)(x + i * n, y + i * n, g ? g + i * n : NULL, n, rtol,
+                                 invalid ? invalid + i : NULL);
+}
+
+static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol) {
+    for (ptrdiff_t i = 0; i < nrows; i++) invalid[i] = (int8_t)SUF(labels_invalid)(y + i * n, n, rtol);
+}
+
+static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n) {
+    if (n <= SMALL_N) {
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nrows; i++)
+        loss[i] = SUF(sparse_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n);
+}
