@@ -9,8 +9,9 @@
  * ln2_hi) and a low part (Cody-Waite), |r| <= ln(2)/2; exp(r) = 1 + r + r^2 P(r)
  * with P fitted for minimal relative error (Lawson-weighted least squares on
  * Chebyshev nodes in mpmath: 3.1e-9 for float's degree 6, 3.6e-18 for
- * double's degree 11).  2^n is applied as 2^(n >> 1) * 2^(n - (n >> 1)), two
- * normal powers of two, so results in the denormal range get one rounding.
+ * double's degree 11).  2^n is applied by AVX-512's scalef, elsewhere as
+ * 2^(n >> 1) * 2^(n - (n >> 1)), two normal powers of two; either way results
+ * in the denormal range get one rounding.
  * Inputs beyond the finite range give 0 or +inf; NaN propagates; exp(0) = 1
  * exactly.  Checked against the correctly rounded result: float at most
  * 1.02 ulp over all 2^32 inputs; double at most 1.05 ulp on 4e7 random
@@ -23,7 +24,6 @@ static inline VF ISUF(vexpf_core)(VF x) {
     const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723212e-6f;
     VF t = x * log2e + magic;
     VF n = t - magic;
-    VIF q = (VIF)t - (VIF)(t - t + magic);          /* n as an integer */
     VF r = x - n * ln2_hi;
     r = r - n * ln2_lo;
     VF p = r * 0.0013814604481163213329f + 0.0083687106547354557303f;
@@ -31,8 +31,13 @@ static inline VF ISUF(vexpf_core)(VF x) {
     p = p * r + 0.16666520680903701202f;
     p = p * r + 0.49999993450796762013f;
     p = p * (r * r) + r + 1.0f;
+#if ISA_KIND == 3
+    return (VF)_mm512_scalef_ps((__m512)p, (__m512)n);   /* p 2^n, denormals rounded once */
+#else
+    VIF q = (VIF)t - 0x4b400000;                        /* n as an integer: bits of t - bits of magic */
     VIF q1 = q >> 1, q2 = q - q1;
     return p * (VF)((q1 + 127) << 23) * (VF)((q2 + 127) << 23);
+#endif
 }
 
 /* exp over the whole float range: 0 below -104, +inf above 104, NaN kept */
@@ -48,7 +53,6 @@ static inline VD ISUF(vexpd_core)(VD x) {
     const double ln2_hi = 0.693147180369123816490, ln2_lo = 1.90821492927058770002e-10;
     VD t = x * log2e + magic;
     VD n = t - magic;
-    VID q = (VID)t - (VID)(t - t + magic);
     VD r = x - n * ln2_hi;
     r = r - n * ln2_lo;
     VD p = r * 2.500008819528246880346209e-8 + 2.763023598483927365372681e-7;
@@ -61,8 +65,13 @@ static inline VD ISUF(vexpd_core)(VD x) {
     p = p * r + 0.1666666666666641274555811;
     p = p * r + 0.5000000000000010619996999;
     p = p * (r * r) + r + 1.0;
+#if ISA_KIND == 3
+    return (VD)_mm512_scalef_pd((__m512d)p, (__m512d)n);
+#else
+    VID q = (VID)t - 0x4338000000000000LL;             /* bits of t - bits of magic */
     VID q1 = q >> 1, q2 = q - q1;
     return p * (VD)((q1 + 1023) << 52) * (VD)((q2 + 1023) << 52);
+#endif
 }
 
 /* exp over the whole double range: 0 below -746, +inf above 746, NaN kept */

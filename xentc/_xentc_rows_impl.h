@@ -95,34 +95,50 @@ static void SUF(block_stats_inf)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(
     }
 }
 
-/* Statistics of one block with finite max bm: ties c, rest = sum of
- * exp(x - bm) over non-ties, with labels y (or NULL) also sum(y) and
- * sum over y != 0 of y (x - bm). */
-static inline void SUF(block_stats)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
-    VT vbm = SUF(splat)(bm), zero = SUF(splat)(0);
-    VT s = zero, sy = zero, yz = zero, ymin = zero;
-    VIT c = (VIT){0};
-    ptrdiff_t j = 0;
-    for (; j < n; j += NL) {
-        ptrdiff_t r = n - j;
-        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
-        VIT tie = v == vbm;
-        VT z = v - vbm;
-        s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
-        c += tie;
-        if (y) {
-            VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
-            sy += w;
-            yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
-            ymin = SUF(vmin)(w, ymin);
-        }
+/* Accumulators of block_stats. */
+typedef struct { VT s, sy, yz, ymin; VIT c; } SUF(vsums);
+
+/* One vector of block_stats: v (logits), w (labels, if with_y). */
+static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int with_y) {
+    VT zero = SUF(splat)(0);
+    VIT tie = v == vbm;
+    VT z = v - vbm;
+    a->s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
+    a->c += tie;
+    if (with_y) {
+        a->sy += w;
+        a->yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
+        a->ymin = SUF(vmin)(w, a->ymin);
     }
+}
+
+static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const T *y,
+                                                                  ptrdiff_t n, VT vbm, int with_y) {
+    VT zero = SUF(splat)(0);
+    ptrdiff_t j = 0;
+    for (; j + NL <= n; j += NL)
+        SUF(stats_step)(a, SUF(load)(x + j), with_y ? SUF(load)(y + j) : zero, vbm, with_y);
+    if (j < n)
+        SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF),
+                        with_y ? SUF(load_part)(y + j, n - j, 0) : zero, vbm, with_y);
+}
+
+/* Statistics of one block with finite max bm: ties c, rest = sum of
+ * exp(x - bm) over non-ties, with labels y (or NULL) also sum(y), the least
+ * label and sum over y != 0 of y (x - bm). */
+static inline void SUF(block_stats)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
+    VT zero = SUF(splat)(0);
+    SUF(vsums) a = {zero, zero, zero, zero, (VIT){0}};
+    if (y)
+        SUF(stats_loop)(&a, x, y, n, SUF(splat)(bm), 1);
+    else
+        SUF(stats_loop)(&a, x, NULL, n, SUF(splat)(bm), 0);
     b->m = bm;
-    b->ymin = y ? -SUF(hmax)(-ymin) : 0;
-    b->c = SUF(hcount)(c);
-    b->rest = SUF(hsum)(s);
-    b->sy = y ? SUF(hsum)(sy) : 0;
-    b->yz = y ? SUF(hsum)(yz) : 0;
+    b->c = SUF(hcount)(a.c);
+    b->rest = SUF(hsum)(a.s);
+    b->sy = y ? SUF(hsum)(a.sy) : 0;
+    b->yz = y ? SUF(hsum)(a.yz) : 0;
+    b->ymin = y ? -SUF(hmax)(-a.ymin) : 0;
 }
 
 /* Merge block b into the row accumulator a (a->yz is relative to a->m). */
