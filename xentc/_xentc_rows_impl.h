@@ -381,15 +381,16 @@ static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff
     VIT rowoff;
     for (int i = 0; i < NL; i++) rowoff[i] = i * n;
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
+    VT cols[SMALL_N];      /* the gathered columns, kept for the second loop */
     VIT bad = (VIT){0};
     for (ptrdiff_t j = 0; j < n; j++) {
-        VT v = SUF(gather)(x + j, rowoff, nr, 0);
+        VT v = cols[j] = SUF(gather)(x + j, rowoff, nr, 0);
         m = SUF(vmax)(v, m);
         bad |= v != v;
     }
     VT rest = zero, sy = zero, yz = zero, cnt = zero, ymin = zero;
     for (ptrdiff_t j = 0; j < n; j++) {
-        VT v = SUF(gather)(x + j, rowoff, nr, 0);
+        VT v = cols[j];
         VIT tie = v == m;
         VT z = SUF(sel)(tie, zero, v - m);          /* 0 at ties, also for m = +inf */
         rest += SUF(sel)(tie, zero, SUF(exp_neg)(z));
