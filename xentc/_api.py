@@ -233,9 +233,11 @@ def _loss_output(out, lg, staged=False):
     def finish():
         res = buf.reshape(lg.batch_shape)
         if out is not None:
-            out[...] = res
+            with np.errstate(over="ignore"):
+                out[...] = res
             return out
-        res = res.astype(lg.rdtype, copy=False)
+        with np.errstate(over="ignore"):  # float16 results beyond its range are inf
+            res = res.astype(lg.rdtype, copy=False)
         return res[()] if res.ndim == 0 else res
 
     return buf, finish
@@ -259,10 +261,11 @@ def _rows_output(out, lg):
 
     def finish():
         res = buf.reshape(lg.moved_shape)
-        if out is not None:
-            np.copyto(moved, res, casting="same_kind")
-            return out
-        return np.moveaxis(res, -1, lg.axis).astype(lg.rdtype, copy=False)
+        with np.errstate(over="ignore"):  # float16 results beyond its range are inf
+            if out is not None:
+                np.copyto(moved, res, casting="same_kind")
+                return out
+            return np.moveaxis(res, -1, lg.axis).astype(lg.rdtype, copy=False)
 
     return buf, finish
 

@@ -51,7 +51,7 @@ static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v)
 static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
 
 /* One block's statistics, and the running merge of blocks (row so far). */
-typedef struct { T m; long c; double rest, sy, yz; T ymin; int nan; } SUF(acc);
+typedef struct { T m; long c; double rest, sy, yz; T ymin, ymax; int nan; } SUF(acc);
 
 /* max of x[0:n] (-inf for n == 0); sets *nan when a NaN is present */
 static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
@@ -83,12 +83,13 @@ static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
  * ties are the infinite elements, every other exp(x - bm) is 0 (bm = +inf);
  * with bm = -inf all elements are ties. */
 static void SUF(block_stats_inf)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
-    b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0;
+    b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0; b->ymax = 0;
     for (ptrdiff_t j = 0; j < n; j++) {
         if (x[j] == bm) b->c++;
         if (y) {
             b->sy += y[j];
             if (!(y[j] >= b->ymin)) b->ymin = y[j];
+            if (y[j] > b->ymax) b->ymax = y[j];
             /* y (x - bm) is -inf for a finite x under bm = +inf; 0 at ties */
             if (y[j] != 0 && x[j] != bm) b->yz += (double)y[j] * ((double)x[j] - (double)bm);
         }
@@ -96,7 +97,7 @@ static void SUF(block_stats_inf)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(
 }
 
 /* Accumulators of block_stats. */
-typedef struct { VT s, sy, yz, ymin; VIT c; } SUF(vsums);
+typedef struct { VT s, sy, yz, ymin, ymax; VIT c; } SUF(vsums);
 
 /* One vector of block_stats: v (logits), w (labels, if with_y). */
 static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int with_y) {
@@ -109,6 +110,7 @@ static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a,
         a->sy += w;
         a->yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
         a->ymin = SUF(vmin)(w, a->ymin);
+        a->ymax = SUF(vmax)(w, a->ymax);
     }
 }
 
@@ -128,7 +130,7 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
  * label and sum over y != 0 of y (x - bm). */
 static inline void SUF(block_stats)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
     VT zero = SUF(splat)(0);
-    SUF(vsums) a = {zero, zero, zero, zero, (VIT){0}};
+    SUF(vsums) a = {zero, zero, zero, zero, zero, (VIT){0}};
     if (y)
         SUF(stats_loop)(&a, x, y, n, SUF(splat)(bm), 1);
     else
@@ -139,6 +141,19 @@ static inline void SUF(block_stats)(const T *x, const T *y, ptrdiff_t n, T bm, S
     b->sy = y ? SUF(hsum)(a.sy) : 0;
     b->yz = y ? SUF(hsum)(a.yz) : 0;
     b->ymin = y ? -SUF(hmax)(-a.ymin) : 0;
+    b->ymax = y ? SUF(hmax)(a.ymax) : 0;
+}
+
+/* sum over y_j != 0 of y_j d, for a block re-referenced from its max to a
+ * larger one (d = block max - row max < 0): d sum(y) when d is finite; when d
+ * is -inf (an all -inf block, or a +inf row max), -inf per positive label and
+ * +inf per negative one, so mixed signs give NaN like the direct formula. */
+static inline double SUF(shift_labels)(double d, const SUF(acc) *b) {
+    if (d > -INFINITY) return d * b->sy;
+    if (b->ymax > 0 && b->ymin < 0) return NAN;
+    if (b->ymax > 0) return -INFINITY;
+    if (b->ymin < 0) return INFINITY;
+    return 0;
 }
 
 /* Merge block b into the row accumulator a (a->yz is relative to a->m). */
@@ -147,7 +162,7 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
     if (b->m > a->m) {
         double w = exp((double)a->m - (double)b->m);   /* 0 when a->m = -inf */
         a->rest = (a->rest + (double)a->c) * w + b->rest;
-        if (a->sy != 0) a->yz += ((double)a->m - (double)b->m) * a->sy;
+        a->yz += SUF(shift_labels)((double)a->m - (double)b->m, a);
         a->c = b->c;
         a->m = b->m;
     } else if (b->m == a->m) {
@@ -156,11 +171,12 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
     } else {  /* b->m < a->m */
         double w = exp((double)b->m - (double)a->m);
         a->rest += (b->rest + (double)b->c) * w;
-        if (b->sy != 0) yz_b += ((double)b->m - (double)a->m) * b->sy;
+        yz_b += SUF(shift_labels)((double)b->m - (double)a->m, b);
     }
     a->sy += b->sy;
     a->yz += yz_b;
     if (!(b->ymin >= a->ymin)) a->ymin = b->ymin;
+    if (b->ymax > a->ymax) a->ymax = b->ymax;
 }
 
 /* M, s (and the label sums) of a row in one read.  Returns 0 when the row's

@@ -1,0 +1,188 @@
+"""Gradients: central finite differences in float64, grad_out / out identity, in place."""
+import numpy as np
+import pytest
+
+import reference
+import xentc
+from conftest import F16, F32, F64, assert_close
+
+H = 1e-5  # central differences: truncation ~ H**2, rounding ~ 1e-16 / H
+
+
+def central_differences(f, x):
+    """d f(x) / d x for a scalar function f of a float64 array x, one element at a time."""
+    g = np.empty_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += H
+        xm[idx] -= H
+        g[idx] = (f(xp) - f(xm)) / (2 * H)
+    return g
+
+
+def rng_logits(shape, seed=0, scale=2.0):
+    return np.random.default_rng(seed).normal(size=shape) * scale
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 6), -1), ((3, 5), 0), ((2, 3, 4), 1), ((5,), 0)])
+@pytest.mark.parametrize("labels_kind", ["probabilities", "unnormalised", "negative"])
+def test_dense_grad_is_the_derivative_of_the_summed_loss(shape, axis, labels_kind):
+    x = rng_logits(shape, 1)
+    rng = np.random.default_rng(2)
+    y = rng.random(shape)
+    if labels_kind == "probabilities":
+        y /= y.sum(axis=axis, keepdims=True)
+    elif labels_kind == "unnormalised":
+        y *= 3  # rows sum to ~4.5: the gradient is softmax * sum(y) - y, not softmax - y
+    else:
+        y -= 0.5
+    validate = labels_kind == "probabilities"
+
+    def total(xx):
+        return float(np.sum(xentc.softmax_cross_entropy_with_logits(
+            y, xx, axis, validate_labels=validate)))
+
+    loss, grad = xentc.softmax_cross_entropy_with_logits(
+        y, x, axis, return_grad=True, validate_labels=validate)
+    np.testing.assert_allclose(grad, central_differences(total, x), rtol=1e-6, atol=1e-8)
+    if labels_kind == "unnormalised":
+        # TensorFlow's softmax - labels is not the derivative when rows do not sum to 1
+        tf_grad = reference.softmax(x, axis) - y
+        assert not np.allclose(grad, tf_grad, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (2, 3, 5), (7,)])
+def test_sparse_grad_is_the_derivative_of_the_summed_loss(shape):
+    x = rng_logits(shape, 3)
+    labels = np.random.default_rng(4).integers(0, shape[-1], size=shape[:-1])
+
+    def total(xx):
+        return float(np.sum(xentc.sparse_softmax_cross_entropy_with_logits(labels, xx)))
+
+    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True)
+    np.testing.assert_allclose(grad, central_differences(total, x), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_logsumexp_derivative_is_softmax(axis):
+    x = rng_logits((3, 4), 5)
+    fd = central_differences(lambda xx: float(np.sum(xentc.logsumexp(xx, axis))), x)
+    np.testing.assert_allclose(xentc.softmax(x, axis), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_log_softmax_derivative():
+    # d/dx sum_j w_j log_softmax_j(x) = w - softmax(x) * sum(w)
+    x = rng_logits((3, 5), 6)
+    w = np.random.default_rng(7).normal(size=(3, 5))
+    fd = central_differences(lambda xx: float(np.sum(w * xentc.log_softmax(xx))), x)
+    expected = w - xentc.softmax(x) * w.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(expected, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_confident_row_gradient_matches_finite_differences_in_float64():
+    # The true-class gradient of a confident row is tiny (-9 exp(-20)): central
+    # differences of the loss (which stays ~1.855e-08) see it too.
+    x = np.full((1, 10), -10.0)
+    x[0, 3] = 10.0
+    y = np.zeros((1, 10))
+    y[0, 3] = 1.0
+    _, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+    fd = central_differences(
+        lambda xx: float(np.sum(xentc.softmax_cross_entropy_with_logits(y, xx))), x)
+    np.testing.assert_allclose(grad, fd, rtol=1e-4, atol=1e-15)
+    assert grad[0, 3] < 0 and grad[0, 3] != -0.0
+
+
+# --------------------------------------------------------------------------
+# grad_out and out: returned as the same object, in place
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+def test_dense_grad_out_is_returned_and_filled(dtype):
+    x = rng_logits((5, 7), 8).astype(dtype)
+    y = np.eye(7)[[0, 3, 6, 2, 2]].astype(dtype)
+    grad_out = np.full(x.shape, 7, dtype=dtype)
+    out = np.full(5, 7, dtype=dtype)
+    res = xentc.softmax_cross_entropy_with_logits(y, x, grad_out=grad_out, out=out)
+    assert isinstance(res, tuple) and len(res) == 2  # grad_out implies return_grad
+    loss, grad = res
+    assert grad is grad_out and loss is out
+    ref_loss, ref_grad = reference.dense_xent(y.astype(np.float64), x.astype(np.float64))
+    assert_close(loss, ref_loss, dtype, reference.error_scale_dense_loss(y, x.astype(np.float64)))
+    assert_close(grad, ref_grad, dtype, reference.error_scale_dense_grad(y, x.astype(np.float64)))
+    # return_grad=False does not cancel grad_out
+    res = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=False, grad_out=grad_out)
+    assert isinstance(res, tuple) and res[1] is grad_out
+
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+@pytest.mark.parametrize("shape,axis", [((5, 7), -1), ((5, 7), 0), ((2, 3, 4), 1), ((0, 4), -1)])
+def test_dense_grad_in_place_into_logits(dtype, shape, axis):
+    x0 = rng_logits(shape, 9).astype(dtype)
+    rng = np.random.default_rng(10)
+    y = rng.random(shape)
+    y = (y / y.sum(axis=axis, keepdims=True)).astype(dtype) if y.size else y.astype(dtype)
+    expected_loss, expected_grad = xentc.softmax_cross_entropy_with_logits(
+        y, x0, axis, return_grad=True, validate_labels=False)
+    x = x0.copy()
+    loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, axis, grad_out=x, validate_labels=False)
+    assert grad is x
+    assert grad.dtype == dtype and grad.shape == shape
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-6 if dtype != F64 else 1e-14)
+    np.testing.assert_allclose(x, expected_grad, rtol=1e-6 if dtype != F64 else 1e-14,
+                               atol=1e-7 if dtype != F64 else 1e-15)
+    # and against the reference, not only against itself
+    _, ref_grad = reference.dense_xent(y.astype(np.float64), x0.astype(np.float64), axis)
+    assert_close(x, ref_grad, dtype, reference.error_scale_dense_grad(
+        y.astype(np.float64), x0.astype(np.float64), axis))
+
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 4), (4,)])
+def test_sparse_grad_in_place_into_logits(dtype, shape):
+    x0 = rng_logits(shape, 11).astype(dtype)
+    labels = np.random.default_rng(12).integers(0, shape[-1], size=shape[:-1]).astype(np.uint8)
+    x = x0.copy()
+    out = np.full(shape[:-1], 7, dtype=dtype)
+    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, grad_out=x, out=out)
+    assert grad is x and loss is out
+    ref_loss, ref_grad = reference.sparse_xent(labels, x0.astype(np.float64))
+    onehot = np.zeros(shape)
+    np.put_along_axis(onehot, labels.astype(np.int64)[..., None], 1.0, axis=-1)
+    assert_close(x, ref_grad, dtype, np.abs(ref_grad) + onehot, "grad in place")
+    assert_close(loss, ref_loss, dtype, reference.error_scale_sparse_loss(labels, x0), "loss")
+
+
+def test_sparse_grad_out_separate_array():
+    x = rng_logits((3, 4), 13)
+    grad_out = np.full((3, 4), 7.0)
+    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits([1, 0, 3], x, grad_out=grad_out)
+    assert grad is grad_out
+    assert_close(grad, reference.sparse_xent([1, 0, 3], x)[1], F64, np.abs(grad) + 1)
+    assert np.array_equal(x, rng_logits((3, 4), 13))  # logits untouched
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_softmax_out_and_in_place(name, dtype, axis):
+    x0 = rng_logits((4, 5), 14).astype(dtype)
+    fn = getattr(xentc, name)
+    ref = getattr(reference, name)(x0.astype(np.float64), axis)
+    scale = None if name == "softmax" else reference.error_scale_log_softmax(x0.astype(np.float64), axis)
+    out = np.full(x0.shape, 7, dtype=dtype)
+    assert fn(x0, axis, out=out) is out
+    assert_close(out, ref, dtype, scale, f"{name} out=")
+    x = x0.copy()
+    assert fn(x, axis, out=x) is x
+    assert_close(x, ref, dtype, scale, f"{name} in place")
+
+
+def test_in_place_is_only_done_when_asked():
+    x = rng_logits((3, 4), 15)
+    x0 = x.copy()
+    xentc.softmax_cross_entropy_with_logits(np.eye(4)[:3], x, return_grad=True)
+    xentc.sparse_softmax_cross_entropy_with_logits([0, 1, 2], x, return_grad=True)
+    xentc.softmax(x)
+    xentc.log_softmax(x)
+    assert np.array_equal(x, x0)

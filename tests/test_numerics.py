@@ -1,0 +1,385 @@
+"""Numerical behaviour: stability, tiny losses in float32, long rows, special values, dtypes.
+
+Hand values marked "mpmath" were computed with mpmath at 40 digits and rounded
+to float64 here (mpmath is not a test dependency).
+"""
+import numpy as np
+import pytest
+
+import reference
+import xentc
+from conftest import F16, F32, F64
+
+# mpmath: log(e + e**2 + e**3)
+LSE_123 = 3.4076059644443803
+# mpmath: log1p(9 exp(-20)) and -9 exp(-20) / (1 + 9 exp(-20))
+CONFIDENT_LOSS = 1.8550382429888675e-08
+CONFIDENT_TRUE_GRAD = -1.8550382257830332e-08
+# mpmath: log(4096)
+LOG_4096 = 8.3177661667193437
+
+inf, nan = np.inf, np.nan
+
+
+def all_functions(x, labels_dense, labels_sparse):
+    """Every result xentc computes for these inputs, by name."""
+    loss, grad = xentc.softmax_cross_entropy_with_logits(labels_dense, x, return_grad=True,
+                                                         validate_labels=False)
+    sloss, sgrad = xentc.sparse_softmax_cross_entropy_with_logits(labels_sparse, x, return_grad=True)
+    return {
+        "dense loss": loss, "dense grad": grad, "sparse loss": sloss, "sparse grad": sgrad,
+        "softmax": xentc.softmax(x), "log_softmax": xentc.log_softmax(x),
+        "logsumexp": xentc.logsumexp(x),
+    }
+
+
+# --------------------------------------------------------------------------
+# stability
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_shift_by_1e6_gives_the_same_loss(dtype):
+    x = np.array([[1.0, 2.0, 3.0]], dtype=dtype)
+    shifted = (x.astype(np.float64) + 1e6).astype(dtype)
+    assert np.array_equal(shifted - dtype.type(1e6), x)  # the shift is exact in both dtypes
+    y = np.array([[0.2, 0.3, 0.5]], dtype=dtype)
+    rtol = 1e-6 if dtype == F32 else 1e-13
+    for label in range(3):
+        np.testing.assert_allclose(xentc.sparse_softmax_cross_entropy_with_logits([label], shifted),
+                                   xentc.sparse_softmax_cross_entropy_with_logits([label], x), rtol=rtol)
+        np.testing.assert_allclose(xentc.sparse_softmax_cross_entropy_with_logits([label], x),
+                                   [LSE_123 - (label + 1)], rtol=rtol)
+    np.testing.assert_allclose(xentc.softmax_cross_entropy_with_logits(y, shifted),
+                               [LSE_123 - 2.3], rtol=rtol)
+    np.testing.assert_allclose(xentc.softmax(shifted), xentc.softmax(x), rtol=rtol)
+    np.testing.assert_allclose(xentc.log_softmax(shifted), xentc.log_softmax(x), rtol=rtol)
+    np.testing.assert_allclose(xentc.logsumexp(x), [LSE_123], rtol=rtol)
+    # logsumexp itself moves with the shift (to the precision of 1e6 in the dtype)
+    np.testing.assert_allclose(xentc.logsumexp(shifted).astype(np.float64), [1e6 + LSE_123],
+                               rtol=0, atol=0.07 if dtype == F32 else 1e-9)
+
+
+@pytest.mark.parametrize("dtype,big", [(F64, 1e308), (F32, 3e38)])
+def test_huge_logits_do_not_overflow(dtype, big):
+    x = np.array([[big, big], [big, -big]], dtype=dtype)
+    lse = xentc.logsumexp(x)
+    assert np.isfinite(lse).all()
+    np.testing.assert_allclose(lse, [big, big], rtol=1e-7)
+    np.testing.assert_allclose(xentc.softmax(x), [[0.5, 0.5], [1.0, 0.0]], rtol=1e-7)
+    np.testing.assert_allclose(xentc.sparse_softmax_cross_entropy_with_logits([0, 0], x),
+                               [np.log(2), 0.0], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(xentc.log_softmax(x)[0], [-np.log(2)] * 2, rtol=1e-6)
+    # a loss of 2 * big is beyond the dtype's range: +inf, the correctly rounded value
+    assert xentc.sparse_softmax_cross_entropy_with_logits([1], x[1:])[0] == inf
+    assert xentc.softmax_cross_entropy_with_logits(np.array([[0.0, 1.0]]), x[1:])[0] == inf
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_log_softmax_keeps_what_log_of_softmax_loses(dtype):
+    x = np.array([0.0, -200.0], dtype=dtype)
+    with np.errstate(divide="ignore"):
+        naive = np.log(xentc.softmax(x))
+    if dtype == F32:
+        assert naive[1] == -inf  # softmax rounds exp(-200) to 0 in float32
+    # log_softmax_0 = -log1p(exp(-200)) = -1.4e-87: below float32's range, so -0.0 there
+    np.testing.assert_allclose(xentc.log_softmax(x), [-np.exp(-200.0), -200.0], rtol=1e-6,
+                               atol=1e-45 if dtype == F32 else 1e-300)
+    np.testing.assert_allclose(
+        float(xentc.sparse_softmax_cross_entropy_with_logits(1, x)), 200.0, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------
+# tiny losses of confident rows (seed 000's 1.855e-08)
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_confident_rows_keep_their_tiny_loss_gradient_and_log_probability(dtype):
+    n, c = 6, 10
+    true = np.array([0, 3, 9, 5, 5, 1])
+    x = np.full((n, c), -10, dtype=dtype)
+    x[np.arange(n), true] = 10
+    y = np.zeros((n, c), dtype=dtype)
+    y[np.arange(n), true] = 1
+    rtol = 1e-3 if dtype == F32 else 1e-12
+    loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+    sloss, sgrad = xentc.sparse_softmax_cross_entropy_with_logits(true, x, return_grad=True)
+    lsm = xentc.log_softmax(x)
+    for got in (loss, sloss, -lsm[np.arange(n), true]):
+        np.testing.assert_allclose(got, np.log1p(9 * np.exp(-20.0)), rtol=rtol)
+        np.testing.assert_allclose(got, CONFIDENT_LOSS, rtol=rtol)
+    for g in (grad, sgrad):
+        np.testing.assert_allclose(g[np.arange(n), true], CONFIDENT_TRUE_GRAD, rtol=rtol)
+        # the other classes: softmax = exp(-20) / (1 + 9 exp(-20))
+        off = np.ones((n, c), bool)
+        off[np.arange(n), true] = False
+        np.testing.assert_allclose(g[off], np.exp(-20.0) / (1 + 9 * np.exp(-20.0)), rtol=rtol)
+        # each gradient row sums to 0 (to float32's resolution at 2e-9)
+        np.testing.assert_allclose(g.astype(np.float64).sum(axis=1), 0, atol=1e-14)
+    # the probability of the true class is 1 - 1.855e-08: 1 in float32, and below 1 in float64
+    p = xentc.softmax(x)[np.arange(n), true]
+    if dtype == F64:
+        np.testing.assert_allclose(1 - p, CONFIDENT_LOSS, rtol=1e-6)
+
+
+def test_ten_million_classes_in_float32_within_1e_minus_6_of_float64():
+    c = 10_000_000
+    x = (np.random.default_rng(123).normal(size=c) * 3).astype(np.float32)
+    label = 4_321_987
+    x64 = x.astype(np.float64)
+    m = x64.max()
+    lse64 = m + np.log(np.sum(np.exp(x64 - m)))  # float64, pairwise summation
+    sloss = xentc.sparse_softmax_cross_entropy_with_logits(label, x)
+    assert np.asarray(sloss).dtype == F32
+    np.testing.assert_allclose(float(sloss), lse64 - x64[label], rtol=1e-6)
+    np.testing.assert_allclose(float(xentc.logsumexp(x)), lse64, rtol=1e-6)
+    y = np.zeros(c, dtype=np.float32)
+    y[label] = 1
+    dloss = xentc.softmax_cross_entropy_with_logits(y, x)
+    np.testing.assert_allclose(float(dloss), lse64 - x64[label], rtol=1e-6)
+    del y
+    sm = xentc.softmax(x)
+    np.testing.assert_allclose(np.sum(sm, dtype=np.float64), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sm[label], np.exp(x64[label] - lse64), rtol=1e-5)
+
+
+def test_float16_is_computed_in_float32():
+    # 4096 equal logits: a float16 accumulator stalls at 2048 (2048 + 1 == 2048 in
+    # float16) and would give log(2048); float32 gives log(4096), rounded to float16.
+    x = np.zeros((2, 4096), dtype=F16)
+    lse = xentc.logsumexp(x)
+    assert lse.dtype == F16
+    assert np.array_equal(lse, np.full(2, LOG_4096, dtype=F16))
+    sm = xentc.softmax(x)
+    assert sm.dtype == F16 and np.array_equal(sm, np.full(x.shape, 1 / 4096, dtype=F16))
+    loss = xentc.sparse_softmax_cross_entropy_with_logits([0, 4095], x)
+    assert loss.dtype == F16 and np.array_equal(loss, np.full(2, LOG_4096, dtype=F16))
+    # values whose exp overflows float16 (exp(12) > 65504)
+    big = np.array([[20.0, 0.0, -20.0]], dtype=F16)
+    np.testing.assert_allclose(xentc.softmax(big).astype(np.float64),
+                               reference.softmax(big.astype(np.float64)), rtol=1e-3, atol=6e-8)
+    assert xentc.logsumexp(big)[0] == F16.type(20.0)
+
+
+def test_softmax_rows_sum_to_one():
+    x = np.random.default_rng(5).normal(size=(50, 1000)) * 20
+    for dtype, tol in ((F32, 1e-5), (F64, 1e-13)):
+        s = xentc.softmax(x.astype(dtype), axis=-1).astype(np.float64).sum(axis=-1)
+        np.testing.assert_allclose(s, 1.0, rtol=tol)
+        s0 = xentc.softmax(x.T.astype(dtype), axis=0).astype(np.float64).sum(axis=0)
+        np.testing.assert_allclose(s0, 1.0, rtol=tol)
+
+
+# --------------------------------------------------------------------------
+# special values
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+@pytest.mark.parametrize("nan_at", [0, 2, 4])
+def test_nan_logit_makes_only_its_row_nan(dtype, nan_at):
+    x = np.random.default_rng(6).normal(size=(4, 5)).astype(dtype)
+    x[1, 1] = 50  # a max before or after the NaN
+    x[1, nan_at] = nan
+    yd = np.full((4, 5), 0.2, dtype=dtype)
+    ys = np.array([1, 1, 2, 3])
+    res = all_functions(x, yd, ys)
+    clean = np.delete(x, 1, axis=0)
+    res_clean = all_functions(clean, np.delete(yd, 1, axis=0), np.delete(ys, 1))
+    for name, value in res.items():
+        assert np.isnan(value[1]).all(), f"{name}: row 1 should be NaN, got {value[1]}"
+        assert not np.isnan(np.delete(value, 1, axis=0)).any(), name
+        assert np.array_equal(np.delete(value, 1, axis=0), res_clean[name]), name
+
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+def test_row_of_minus_inf(dtype):
+    x = np.array([[-inf, -inf, -inf], [0.0, 1.0, 2.0]], dtype=dtype)
+    res = all_functions(x, np.array([[0, 1.0, 0], [0, 1.0, 0]], dtype=dtype), [1, 1])
+    for name in ("dense loss", "dense grad", "sparse loss", "sparse grad", "softmax", "log_softmax"):
+        assert np.isnan(res[name][0]).all(), f"{name}: {res[name][0]}"
+        assert np.isfinite(res[name][1]).all(), name
+    assert res["logsumexp"][0] == -inf
+    assert np.isfinite(res["logsumexp"][1])
+
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+def test_masked_logit_with_zero_label_contributes_nothing(dtype):
+    # 0 * log(0) = 0: TensorFlow, PyTorch and optax return NaN here.
+    loss, grad = xentc.softmax_cross_entropy_with_logits(
+        np.array([[0.0, 1.0]], dtype=dtype), np.array([[-inf, 0.0]], dtype=dtype), return_grad=True)
+    assert loss.dtype == dtype and grad.dtype == dtype
+    assert loss[0] == 0 and np.array_equal(grad, [[0.0, 0.0]])
+    # a wider row: masked classes with label 0, two live classes sharing the label
+    y = np.array([[0.0, 0.5, 0.5, 0.0]], dtype=dtype)
+    x = np.array([[-inf, 1.0, 1.0, -inf]], dtype=dtype)
+    loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+    np.testing.assert_allclose(loss.astype(np.float64), [np.log(2)], rtol=1e-3 if dtype == F16 else 1e-6)
+    assert np.array_equal(grad, np.zeros((1, 4)))
+    # sparse: the masked classes get probability 0 and gradient 0
+    sloss, sgrad = xentc.sparse_softmax_cross_entropy_with_logits([1], np.array([[-inf, 0.0]], dtype=dtype),
+                                                                  return_grad=True)
+    assert sloss[0] == 0 and np.array_equal(sgrad, [[0.0, 0.0]])
+    assert np.array_equal(xentc.softmax(x), np.array([[0.0, 0.5, 0.5, 0.0]], dtype=dtype))
+    lsm = xentc.log_softmax(x)
+    assert lsm[0, 0] == -inf and lsm[0, 3] == -inf
+
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+def test_positive_label_on_minus_inf_logit_gives_inf(dtype):
+    x = np.array([[-inf, 0.0, 1.0]], dtype=dtype)
+    loss, grad = xentc.softmax_cross_entropy_with_logits(
+        np.array([[0.5, 0.5, 0.0]], dtype=dtype), x, return_grad=True)
+    assert loss[0] == inf
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad.astype(np.float64), reference.dense_xent(
+        np.array([[0.5, 0.5, 0.0]]), x.astype(np.float64))[1], rtol=1e-3, atol=1e-7)
+    assert xentc.sparse_softmax_cross_entropy_with_logits([0], x)[0] == inf
+
+
+@pytest.mark.parametrize("n_classes", [10, 100, 3000])
+@pytest.mark.parametrize("case", ["masked first", "masked middle", "+inf last"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_labels_of_both_signs_on_infinite_terms_give_nan_in_rows_of_any_length(n_classes, case, dtype):
+    # validate_labels=False computes the raw formula sum_j y_j (logsumexp - x_j).
+    # Labels +1 and -1 where logsumexp - x_j = +inf (a -inf logit, or any finite
+    # logit when the row holds +inf) give +inf - inf = NaN, however long the
+    # row: long rows are summed in blocks, and a block must not drop (or
+    # half-count) its labels' infinite terms because its labels sum to 0 or
+    # its own max is -inf.
+    x = np.zeros((1, n_classes), dtype=dtype)
+    if case == "masked first":
+        start, stop = 0, n_classes - 5
+        x[0, start:stop] = -inf
+    elif case == "masked middle":
+        start, stop = n_classes // 5, n_classes // 5 + (3 * n_classes) // 5
+        x[0, start:stop] = -inf
+    else:
+        start, stop = 0, n_classes - 1
+        x[0, -1] = inf
+    at = (start + stop) // 2  # away from the ends of the run
+    for pos, neg in ((1.0, -1.0), (2.0, -1.0), (1.0, -2.0)):
+        y = np.zeros((1, n_classes), dtype=dtype)
+        y[0, at], y[0, at + 1], y[0, -1] = pos, neg, 1.0
+        loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, validate_labels=False, return_grad=True)
+        ref_loss, ref_grad = reference.dense_xent(y, x)
+        assert np.isnan(ref_loss[0])
+        assert np.isnan(loss[0]), f"labels {pos}, {neg} at {at}, {at + 1} ({case}): loss {loss[0]}"
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+@pytest.mark.parametrize("at", [0, 2, 4])
+def test_single_plus_inf_takes_all_the_probability(dtype, at):
+    x = np.array([1.0, -2.0, 3.0, -inf, 0.5], dtype=dtype)
+    x[at] = inf
+    onehot = np.zeros(5, dtype=dtype)
+    onehot[at] = 1
+    assert np.array_equal(xentc.softmax(x), onehot)
+    assert xentc.logsumexp(x) == inf
+    lsm = xentc.log_softmax(x)
+    assert lsm[at] == 0 and (np.delete(lsm, at) == -inf).all()
+    for label in range(5):
+        loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(label, x, return_grad=True)
+        assert loss == (0 if label == at else inf), (label, loss)
+        expected = onehot.astype(np.float64)
+        expected[label] -= 1
+        assert np.array_equal(grad, expected.astype(dtype)), (label, grad)
+        y = np.zeros(5, dtype=dtype)
+        y[label] = 1
+        dloss, dgrad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+        assert dloss == (0 if label == at else inf)
+        assert np.array_equal(dgrad, expected.astype(dtype))
+
+
+# --------------------------------------------------------------------------
+# shapes and dtypes
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,axis", [((0, 5), -1), ((3, 0, 5), -1), ((0, 5), 1), ((4, 0), 0),
+                                        ((2, 0, 3), 2), ((0, 0, 3), -1)])
+@pytest.mark.parametrize("dtype", [F16, F32, F64])
+def test_zero_rows_give_empty_results(shape, axis, dtype):
+    x = np.zeros(shape, dtype=dtype)
+    batch = tuple(d for i, d in enumerate(shape) if i != axis % len(shape))
+    loss, grad = xentc.softmax_cross_entropy_with_logits(x, x, axis, return_grad=True)
+    assert loss.shape == batch and loss.dtype == dtype
+    assert grad.shape == shape and grad.dtype == dtype
+    for fn in (xentc.softmax, xentc.log_softmax):
+        r = fn(x, axis)
+        assert r.shape == shape and r.dtype == dtype
+    r = xentc.logsumexp(x, axis)
+    assert r.shape == batch and r.dtype == dtype
+    if axis % len(shape) == len(shape) - 1:
+        sl, sg = xentc.sparse_softmax_cross_entropy_with_logits(
+            np.zeros(batch, np.int64), x, return_grad=True)
+        assert sl.shape == batch and sl.dtype == dtype
+        assert sg.shape == shape and sg.dtype == dtype
+        g = np.full(shape, 7, dtype)
+        assert xentc.sparse_softmax_cross_entropy_with_logits(np.zeros(batch, np.int8), x, grad_out=g)[1] is g
+
+
+@pytest.mark.parametrize("logits_dtype,expected", [
+    (np.float16, F16), (np.float32, F32), (np.float64, F64), (np.longdouble, F64),
+    (np.int8, F64), (np.int32, F64), (np.int64, F64), (np.uint8, F64), (np.uint64, F64),
+    (np.bool_, F64), (">f4", F32), (">f8", F64),
+])
+def test_result_dtypes(logits_dtype, expected):
+    x = np.array([[1, 0, 1], [0, 1, 0]], dtype=logits_dtype)
+    x64 = x.astype(np.float64)
+    y = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+    sloss, sgrad = xentc.sparse_softmax_cross_entropy_with_logits([1, 0], x, return_grad=True)
+    results = [loss, grad, sloss, sgrad, xentc.softmax(x), xentc.log_softmax(x), xentc.logsumexp(x)]
+    for r in results:
+        assert r.dtype == expected
+    tol = 1e-3 if expected == F16 else (1e-6 if expected == F32 else 1e-14)
+    np.testing.assert_allclose(loss.astype(np.float64), reference.dense_xent(y, x64)[0], rtol=tol)
+    np.testing.assert_allclose(xentc.logsumexp(x).astype(np.float64), reference.logsumexp(x64), rtol=tol)
+
+
+@pytest.mark.parametrize("labels_dtype", [np.float16, np.float32, np.float64, np.longdouble,
+                                          np.int8, np.uint8, np.int64, np.bool_])
+@pytest.mark.parametrize("logits_dtype", [np.float16, np.float32, np.float64])
+def test_dense_labels_of_any_real_dtype(labels_dtype, logits_dtype):
+    x = np.array([[1.0, -3.0, 10.0], [0.5, 0.25, 0.0]], dtype=logits_dtype)
+    y = np.array([[0, 0, 1], [1, 0, 0]], dtype=labels_dtype)
+    loss = xentc.softmax_cross_entropy_with_logits(y, x)
+    assert loss.dtype == np.dtype(logits_dtype)
+    expected = reference.dense_xent(y.astype(np.float64), x.astype(np.float64))[0]
+    np.testing.assert_allclose(loss.astype(np.float64), expected,
+                               rtol=1e-3 if logits_dtype == np.float16 else 1e-6)
+
+
+def test_dense_labels_are_converted_to_the_computation_dtype():
+    # float64 labels with float32 logits are rounded to float32 first
+    x = np.array([[1.0, -3.0, 10.0]], dtype=np.float32)
+    y = np.array([[0.1, 0.02, 0.88]])
+    expected = reference.dense_xent(y.astype(np.float32).astype(np.float64), x.astype(np.float64))[0]
+    np.testing.assert_allclose(xentc.softmax_cross_entropy_with_logits(y, x), expected, rtol=2e-7)
+
+
+def test_one_class():
+    x = np.array([[3.0], [-7.0]])
+    assert np.array_equal(xentc.softmax(x), [[1.0], [1.0]])
+    assert np.array_equal(xentc.log_softmax(x), [[0.0], [0.0]])
+    assert np.array_equal(xentc.logsumexp(x), [3.0, -7.0])
+    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits([0, 0], x, return_grad=True)
+    assert np.array_equal(loss, [0.0, 0.0]) and np.array_equal(grad, [[0.0], [0.0]])
+
+
+def test_leading_dimensions_and_axes_agree_with_2d():
+    x = np.random.default_rng(8).normal(size=(2, 3, 4, 5))
+    y = np.random.default_rng(9).random(size=x.shape)
+    for axis in range(4):
+        yy = y / y.sum(axis=axis, keepdims=True)
+        loss, grad = xentc.softmax_cross_entropy_with_logits(yy, x, axis, return_grad=True)
+        x2 = np.moveaxis(x, axis, -1).reshape(-1, x.shape[axis])
+        y2 = np.moveaxis(yy, axis, -1).reshape(-1, x.shape[axis])
+        loss2, grad2 = xentc.softmax_cross_entropy_with_logits(y2, x2, return_grad=True)
+        batch = np.moveaxis(x, axis, -1).shape
+        np.testing.assert_allclose(loss, loss2.reshape(batch[:-1]), rtol=1e-14)
+        np.testing.assert_allclose(grad, np.moveaxis(grad2.reshape(batch), -1, axis), rtol=1e-14,
+                                   atol=1e-16)
+        np.testing.assert_allclose(xentc.logsumexp(x, axis), xentc.logsumexp(x2).reshape(batch[:-1]),
+                                   rtol=1e-14)
+        np.testing.assert_allclose(xentc.softmax(x, axis - 4),
+                                   np.moveaxis(xentc.softmax(x2).reshape(batch), -1, axis), rtol=1e-14)
