@@ -520,7 +520,23 @@ static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nro
 }
 
 static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol) {
-    for (ptrdiff_t i = 0; i < nrows; i++) invalid[i] = (int8_t)SUF(labels_invalid)(y + i * n, n, rtol);
+    if (n > SMALL_N) {
+        for (ptrdiff_t i = 0; i < nrows; i++) invalid[i] = (int8_t)SUF(labels_invalid)(y + i * n, n, rtol);
+        return;
+    }
+    VIT rowoff;   /* few classes: one row per lane, as in lane_stats */
+    for (int i = 0; i < NL; i++) rowoff[i] = i * n;
+    for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
+        ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
+        VT sy = SUF(splat)(0), ymin = sy;
+        for (ptrdiff_t j = 0; j < n; j++) {
+            VT w = SUF(gather)(y + r0 * n + j, rowoff, nr, 0);
+            sy += w;
+            ymin = SUF(vmin)(w, ymin);
+        }
+        for (ptrdiff_t i = 0; i < nr; i++)
+            invalid[r0 + i] = !(ymin[i] >= 0 && fabs((double)sy[i] - 1.0) <= rtol);
+    }
 }
 
 static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n) {
