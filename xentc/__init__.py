@@ -5,6 +5,7 @@ asked), for dense (probability) and sparse (integer) labels, plus the
 softmax family they are built from.  See the README for the semantics.
 """
 from ._version import __version__
+from ._cross_entropy import cross_entropy
 from ._api import (
     log_softmax,
     logsumexp,
@@ -17,6 +18,7 @@ from ._api import (
 
 __all__ = [
     "__version__",
+    "cross_entropy",
     "log_softmax",
     "logsumexp",
     "openmp_enabled",

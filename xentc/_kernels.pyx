@@ -51,6 +51,14 @@ cdef extern from "_xentc_rows.h" nogil:
         void (*log_softmax_f64)(const double *x, double *p, Py_ssize_t n) noexcept nogil
         float (*logsumexp_f32)(const float *x, Py_ssize_t n) noexcept nogil
         double (*logsumexp_f64)(const double *x, Py_ssize_t n) noexcept nogil
+        void (*class_f32)(const float *x, const int64_t *labels, float *loss, float *g, Py_ssize_t nrows,
+                          Py_ssize_t n, const float *w, double eps, double gscale) noexcept nogil
+        void (*class_f64)(const double *x, const int64_t *labels, double *loss, double *g, Py_ssize_t nrows,
+                          Py_ssize_t n, const double *w, double eps, double gscale) noexcept nogil
+        void (*prob_f32)(const float *x, const float *t, float *loss, float *g, Py_ssize_t nrows,
+                         Py_ssize_t n, const float *w, double eps, double gscale) noexcept nogil
+        void (*prob_f64)(const double *x, const double *t, double *loss, double *g, Py_ssize_t nrows,
+                         Py_ssize_t n, const double *w, double eps, double gscale) noexcept nogil
         void (*check_f32)(const float *y, int8_t *invalid, Py_ssize_t nrows, Py_ssize_t n,
                           double rtol) noexcept nogil
         void (*check_f64)(const double *y, int8_t *invalid, Py_ssize_t nrows, Py_ssize_t n,
@@ -167,6 +175,54 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
                                  rtol, &invalid[r0] if with_check else NULL)
 
 
+def class_xent(const floating[:, ::1] logits, const int64_t[::1] labels, floating[::1] loss,
+               floating[:, ::1] grad, const floating[::1] weight, double eps, double gscale,
+               int n_threads):
+    """PyTorch-style cross-entropy with class indices (labels[i] < 0: an ignored
+    row), class weights (or None; required when eps > 0), label smoothing eps;
+    the gradient (unless grad is None) is multiplied by gscale; grad may be logits."""
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef int nt = team_size(n_threads, n_rows, n)
+    cdef bint with_grad = grad is not None, with_weight = weight is not None
+    if n_rows == 0:
+        return
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
+        if floating is float:
+            xentc_rows.class_f32(&logits[r0, 0], &labels[r0], &loss[r0],
+                                 &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                 &weight[0] if with_weight else NULL, eps, gscale)
+        else:
+            xentc_rows.class_f64(&logits[r0, 0], &labels[r0], &loss[r0],
+                                 &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                 &weight[0] if with_weight else NULL, eps, gscale)
+
+
+def prob_xent(const floating[:, ::1] logits, const floating[:, ::1] target, floating[::1] loss,
+              floating[:, ::1] grad, const floating[::1] weight, double eps, double gscale,
+              int n_threads):
+    """PyTorch-style cross-entropy with class probabilities, class weights (or
+    None; required when eps > 0) and label smoothing eps; the gradient (unless
+    grad is None) is multiplied by gscale; grad may be logits."""
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef int nt = team_size(n_threads, n_rows, n)
+    cdef bint with_grad = grad is not None, with_weight = weight is not None
+    if n_rows == 0:
+        return
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
+        if floating is float:
+            xentc_rows.prob_f32(&logits[r0, 0], &target[r0, 0], &loss[r0],
+                                &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                &weight[0] if with_weight else NULL, eps, gscale)
+        else:
+            xentc_rows.prob_f64(&logits[r0, 0], &target[r0, 0], &loss[r0],
+                                &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                &weight[0] if with_weight else NULL, eps, gscale)
+
+
 def check_labels(const floating[:, ::1] labels, double rtol, int8_t[::1] invalid, int n_threads):
     """invalid[i] = 1 unless labels[i] is >= 0 everywhere and sums to 1 within rtol."""
     cdef Py_ssize_t n_rows = labels.shape[0], n = labels.shape[1]
@@ -241,8 +297,10 @@ def logsumexp(const floating[:, ::1] logits, floating[::1] out, int n_threads):
             out[i] = xentc_rows.logsumexp_f64(&logits[i, 0], n)
 
 
-def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes):
-    """Index of the first label outside [0, n_classes), or -1."""
+def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes,
+                             bint has_ignore=False, int64_t ignore=0):
+    """Index of the first label outside [0, n_classes) (and, with has_ignore,
+    not equal to `ignore`), or -1."""
     cdef Py_ssize_t i, bad = -1
     cdef any_int v
     with nogil:
@@ -251,6 +309,9 @@ def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes):
             # v < 0 is always false for unsigned types; the unsigned comparison
             # is then exact for uint64 values above the int64 range too.
             if v < 0 or <uint64_t>v >= <uint64_t>n_classes:
+                # equal to `ignore` as numbers (a uint64 never equals a negative one)
+                if has_ignore and (v < 0) == (ignore < 0) and <int64_t>v == ignore:
+                    continue
                 bad = i
                 break
     return bad

@@ -81,6 +81,8 @@ static const xentc_rows_table ISUF(table) = {
     CAT(softmax_row_f32_, ISA), CAT(softmax_row_f64_, ISA),
     CAT(log_softmax_row_f32_, ISA), CAT(log_softmax_row_f64_, ISA),
     CAT(logsumexp_row_f32_, ISA), CAT(logsumexp_row_f64_, ISA),
+    CAT(class_rows_f32_, ISA), CAT(class_rows_f64_, ISA),
+    CAT(prob_rows_f32_, ISA), CAT(prob_rows_f64_, ISA),
     CAT(check_labels_f32_, ISA), CAT(check_labels_f64_, ISA),
     CAT(exp_f32_, ISA), CAT(exp_f64_, ISA),
 };

@@ -21,6 +21,17 @@ typedef struct {
     void (*log_softmax_f64)(const double *x, double *p, ptrdiff_t n);
     float (*logsumexp_f32)(const float *x, ptrdiff_t n);
     double (*logsumexp_f64)(const double *x, ptrdiff_t n);
+    /* PyTorch's cross_entropy per row: class indices (labels[i] < 0: ignored
+     * row) or probability targets, class weights w (n values or NULL; ones
+     * when eps > 0), label smoothing eps, gradient multiplied by gscale */
+    void (*class_f32)(const float *x, const int64_t *labels, float *loss, float *g, ptrdiff_t nrows,
+                      ptrdiff_t n, const float *w, double eps, double gscale);
+    void (*class_f64)(const double *x, const int64_t *labels, double *loss, double *g, ptrdiff_t nrows,
+                      ptrdiff_t n, const double *w, double eps, double gscale);
+    void (*prob_f32)(const float *x, const float *t, float *loss, float *g, ptrdiff_t nrows,
+                     ptrdiff_t n, const float *w, double eps, double gscale);
+    void (*prob_f64)(const double *x, const double *t, double *loss, double *g, ptrdiff_t nrows,
+                     ptrdiff_t n, const double *w, double eps, double gscale);
     /* invalid[i] = 1 unless row i of y is >= 0 and sums to 1 within rtol */
     void (*check_f32)(const float *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol);
     void (*check_f64)(const double *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol);

@@ -79,19 +79,48 @@ static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
     return SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
 }
 
-/* Scalar statistics of a block whose max bm is +inf or -inf (rare): the
- * ties are the infinite elements, every other exp(x - bm) is 0 (bm = +inf);
- * with bm = -inf all elements are ties. */
-static void SUF(block_stats_inf)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
+/* Labels as the kernels see them, per class j of a row:
+ *   mode 0  none                      (L == NULL)
+ *   mode 1  y_j                       (L->y, L->w == NULL)
+ *   mode 2  w_j (a y_j + b)           (class weights and label smoothing on y)
+ *   mode 3  w_j                       (L->y == NULL: the weights alone, for the
+ *                                      smoothing term of class-index targets)
+ * Loads past the row's end read as 0 (a label 0 contributes nothing). */
+typedef struct { const T *y, *w; T a, b; } SUF(lab);
+
+static inline int SUF(lab_mode)(const SUF(lab) *L) {
+    return !L ? 0 : L->y ? (L->w ? 2 : 1) : (L->w ? 3 : 0);
+}
+
+/* labels j .. j + NL (only the first r when r < NL) */
+static inline __attribute__((always_inline)) VT SUF(lab_load)(const SUF(lab) *L, ptrdiff_t j,
+                                                              ptrdiff_t r, int mode) {
+    VT y = SUF(splat)(0), w = y;
+    if (mode == 1 || mode == 2) y = r >= NL ? SUF(load)(L->y + j) : SUF(load_part)(L->y + j, r, 0);
+    if (mode == 2 || mode == 3) w = r >= NL ? SUF(load)(L->w + j) : SUF(load_part)(L->w + j, r, 0);
+    return mode == 1 ? y : mode == 2 ? w * (y * L->a + L->b) : w;
+}
+
+static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
+    return mode == 1 ? L->y[j] : mode == 2 ? L->w[j] * (L->y[j] * L->a + L->b)
+         : mode == 3 ? L->w[j] : (T)0;
+}
+
+/* Scalar statistics of a block (classes j0 .. j0 + n) whose max bm is +inf or
+ * -inf (rare): the ties are the infinite elements, every other exp(x - bm) is
+ * 0 (bm = +inf); with bm = -inf all elements are ties. */
+static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm, SUF(acc) *b) {
+    int mode = SUF(lab_mode)(L);
     b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0; b->ymax = 0;
     for (ptrdiff_t j = 0; j < n; j++) {
         if (x[j] == bm) b->c++;
-        if (y) {
-            b->sy += y[j];
-            if (!(y[j] >= b->ymin)) b->ymin = y[j];
-            if (y[j] > b->ymax) b->ymax = y[j];
+        if (mode) {
+            T yj = SUF(lab_at)(L, j0 + j, mode);
+            b->sy += yj;
+            if (!(yj >= b->ymin)) b->ymin = yj;
+            if (yj > b->ymax) b->ymax = yj;
             /* y (x - bm) is -inf for a finite x under bm = +inf; 0 at ties */
-            if (y[j] != 0 && x[j] != bm) b->yz += (double)y[j] * ((double)x[j] - (double)bm);
+            if (yj != 0 && x[j] != bm) b->yz += (double)yj * ((double)x[j] - (double)bm);
         }
     }
 }
@@ -99,14 +128,14 @@ static void SUF(block_stats_inf)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(
 /* Accumulators of block_stats. */
 typedef struct { VT s, sy, yz, ymin, ymax; VIT c; } SUF(vsums);
 
-/* One vector of block_stats: v (logits), w (labels, if with_y). */
-static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int with_y) {
+/* One vector of block_stats: v (logits), w (labels, unless mode 0). */
+static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int mode) {
     VT zero = SUF(splat)(0);
     VIT tie = v == vbm;
     VT z = v - vbm;
     a->s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
     a->c += tie;
-    if (with_y) {
+    if (mode) {
         a->sy += w;
         a->yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
         a->ymin = SUF(vmin)(w, a->ymin);
@@ -114,34 +143,37 @@ static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a,
     }
 }
 
-static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const T *y,
-                                                                  ptrdiff_t n, VT vbm, int with_y) {
-    VT zero = SUF(splat)(0);
+static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
+                                                                  ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode) {
     ptrdiff_t j = 0;
     for (; j + NL <= n; j += NL)
-        SUF(stats_step)(a, SUF(load)(x + j), with_y ? SUF(load)(y + j) : zero, vbm, with_y);
+        SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
     if (j < n)
-        SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF),
-                        with_y ? SUF(load_part)(y + j, n - j, 0) : zero, vbm, with_y);
+        SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
+                        vbm, mode);
 }
 
-/* Statistics of one block with finite max bm: ties c, rest = sum of
- * exp(x - bm) over non-ties, with labels y (or NULL) also sum(y), the least
- * label and sum over y != 0 of y (x - bm). */
-static inline void SUF(block_stats)(const T *x, const T *y, ptrdiff_t n, T bm, SUF(acc) *b) {
-    VT zero = SUF(splat)(0);
+/* Statistics of one block (classes j0 .. j0 + n) with finite max bm: ties c,
+ * rest = sum of exp(x - bm) over non-ties; with labels also sum(y), the least
+ * and largest label and sum over y != 0 of y (x - bm). */
+static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm,
+                                    SUF(acc) *b) {
+    VT zero = SUF(splat)(0), vbm = SUF(splat)(bm);
     SUF(vsums) a = {zero, zero, zero, zero, zero, (VIT){0}};
-    if (y)
-        SUF(stats_loop)(&a, x, y, n, SUF(splat)(bm), 1);
-    else
-        SUF(stats_loop)(&a, x, NULL, n, SUF(splat)(bm), 0);
+    int mode = SUF(lab_mode)(L);
+    switch (mode) {   /* one specialised loop per label mode */
+    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0); break;
+    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1); break;
+    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2); break;
+    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3); break;
+    }
     b->m = bm;
     b->c = SUF(hcount)(a.c);
     b->rest = SUF(hsum)(a.s);
-    b->sy = y ? SUF(hsum)(a.sy) : 0;
-    b->yz = y ? SUF(hsum)(a.yz) : 0;
-    b->ymin = y ? -SUF(hmax)(-a.ymin) : 0;
-    b->ymax = y ? SUF(hmax)(a.ymax) : 0;
+    b->sy = mode ? SUF(hsum)(a.sy) : 0;
+    b->yz = mode ? SUF(hsum)(a.yz) : 0;
+    b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
+    b->ymax = mode ? SUF(hmax)(a.ymax) : 0;
 }
 
 /* sum over y_j != 0 of y_j d, for a block re-referenced from its max to a
@@ -179,21 +211,21 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
     if (b->ymax > a->ymax) a->ymax = b->ymax;
 }
 
-/* M, s (and the label sums) of a row in one read.  Returns 0 when the row's
- * softmax is undefined (a NaN, or every element -inf); a->nan tells which. */
-static inline int SUF(row_stats)(const T *x, const T *y, ptrdiff_t n, SUF(acc) *a) {
+/* M, s (and the sums of the labels L, or NULL) of a row in one read.  Returns 0
+ * when the row's softmax is undefined (a NaN, or every element -inf); a->nan
+ * tells which. */
+static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a) {
     SUF(acc) b = {0};
     *a = b;
     a->m = -TINF;
     for (ptrdiff_t j = 0; j < n; j += BLOCK) {
         ptrdiff_t len = n - j < BLOCK ? n - j : BLOCK;
-        const T *yb = y ? y + j : NULL;
         T bm = SUF(block_max)(x + j, len, &a->nan);
         if (a->nan) return 0;
         if (bm == TINF || bm == -TINF)
-            SUF(block_stats_inf)(x + j, yb, len, bm, &b);
+            SUF(block_stats_inf)(x + j, L, j, len, bm, &b);
         else
-            SUF(block_stats)(x + j, yb, len, bm, &b);
+            SUF(block_stats)(x + j, L, j, len, bm, &b);
         if (j == 0) *a = b; else SUF(merge)(a, &b);
         a->nan = 0;
     }
@@ -236,11 +268,13 @@ static int SUF(labels_invalid)(const T *y, ptrdiff_t n, double rtol) {
  *          ((sum(y) - y) - y s) / (1 + s), which keeps -s / (1 + s) for a
  *          confident one-hot row where 1 / (1 + s) - 1 would round to 0.
  * g may be x (each x_j is read before g_j is written). */
-static T SUF(dense_row)(const T *x, const T *y, T *g, ptrdiff_t n, double rtol, int8_t *invalid) {
+static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gscale, double rtol,
+                        int8_t *invalid) {
     SUF(acc) a;
-    int defined = SUF(row_stats)(x, y, n, &a);
+    int mode = SUF(lab_mode)(L);
+    int defined = SUF(row_stats)(x, L, n, &a);
     if (invalid)   /* a NaN logit stops row_stats early: then scan the labels alone */
-        *invalid = a.nan ? SUF(labels_invalid)(y, n, rtol)
+        *invalid = a.nan ? SUF(labels_invalid)(L->y, n, rtol)
                          : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
     if (!defined) {
         if (g) SUF(fill)(g, n, (T)NAN);
@@ -252,18 +286,19 @@ static T SUF(dense_row)(const T *x, const T *y, T *g, ptrdiff_t n, double rtol, 
         T inv = (T)(1.0 / (1.0 + s)), ts = (T)s, tsy = (T)a.sy;
         if (a.m == TINF) {
             for (ptrdiff_t j = 0; j < n; j++) {
-                T xj = x[j], yj = y[j];
-                g[j] = xj == a.m ? ((tsy - yj) - yj * ts) * inv : SUF(e_inf)(xj) * tsy * inv - yj;
+                T xj = x[j], yj = SUF(lab_at)(L, j, mode);
+                g[j] = gscale * (xj == a.m ? ((tsy - yj) - yj * ts) * inv : SUF(e_inf)(xj) * tsy * inv - yj);
             }
             return loss;
         }
         VT vm = SUF(splat)(a.m), vpk = SUF(splat)(tsy * inv), vinv = SUF(splat)(inv);
-        VT vs = SUF(splat)(ts), vsy = SUF(splat)(tsy);
+        VT vs = SUF(splat)(ts), vsy = SUF(splat)(tsy), vg = SUF(splat)(gscale);
         for (ptrdiff_t j = 0; j < n; j += NL) {
             ptrdiff_t r = n - j;
             VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
-            VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
+            VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
             VT gv = SUF(sel)(v == vm, ((vsy - w) - w * vs) * vinv, SUF(exp_neg)(v - vm) * vpk - w);
+            if (gscale != 1) gv *= vg;
             if (r >= NL) SUF(store)(g + j, gv); else SUF(store_part)(g + j, gv, r);
         }
     }
@@ -427,7 +462,7 @@ static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff
 }
 
 static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
-                                  double rtol, int8_t *invalid) {
+                                  T gscale, double rtol, int8_t *invalid) {
     VIT rowidx[SMALL_N];
     for (ptrdiff_t k = 0; k < n; k++)
         for (int i = 0; i < NL; i++) rowidx[k][i] = (k * NL + i) / n;
@@ -456,14 +491,16 @@ static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff
             VT gt = ((SUF(permute)(L.sy, rowidx[k]) - w) - w * SUF(permute)(L.s, rowidx[k]))
                     * SUF(permute)(inv, rowidx[k]);
             VT gv = SUF(sel)(tie, gt, e * SUF(permute)(pk, rowidx[k]) - w);
-            gv = SUF(sel)((VIT)SUF(permute)((VT)L.undefined, rowidx[k]), nan, gv);
+            gv = SUF(sel)((VIT)SUF(permute)((VT)L.undefined, rowidx[k]), nan, gv) * gscale;
             if (r >= NL) SUF(store)(gb + k * NL, gv); else SUF(store_part)(gb + k * NL, gv, r);
         }
     }
 }
 
+/* labels[i] < 0 marks an ignored row: loss 0 and a zero gradient row.
+ * The gradient is scaled by gscale. */
 static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T *g,
-                                   ptrdiff_t nrows, ptrdiff_t n) {
+                                   ptrdiff_t nrows, ptrdiff_t n, T gscale) {
     VIT rowidx[SMALL_N];
     VT col[SMALL_N];          /* column of each element, as T (compared as T) */
     for (ptrdiff_t k = 0; k < n; k++)
@@ -473,9 +510,11 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         const T *xb = x + r0 * n;
         VIT labpos;
-        VT lab;
+        VT lab, keep;  /* keep: 1 for a counted row, 0 for an ignored one */
         for (int i = 0; i < NL; i++) {
             ptrdiff_t li = i < nr ? (ptrdiff_t)labels[r0 + i] : 0;
+            keep[i] = (T)(li >= 0);
+            li = li >= 0 ? li : 0;
             lab[i] = (T)li;
             labpos[i] = i * n + li;
         }
@@ -483,7 +522,8 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
         SUF(lane_stats)(xb, NULL, nr, n, &L);
         VT xl = SUF(gather)(xb, labpos, nr, 0);
         VT zl = SUF(sel)(xl == L.m, zero, xl - L.m);
-        VT lv = SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) - zl);
+        VIT kept = keep != zero;   /* ignored rows are 0 even with NaN logits */
+        VT lv = SUF(sel)(kept, SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) - zl), zero);
         if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
         if (!g) continue;
         VT inv = 1 / (1 + L.s);
@@ -500,8 +540,89 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
             VIT is_label = col[k] == SUF(permute)(lab, rowidx[k]);
             gv = SUF(sel)(is_label, SUF(permute)(glab, rowidx[k]), gv);
             gv = SUF(sel)((VIT)SUF(permute)((VT)L.undefined, rowidx[k]), nan, gv);
+            gv = SUF(sel)(SUF(permute)(keep, rowidx[k]) != zero, gv * gscale, zero);
             if (r >= NL) SUF(store)(gb + k * NL, gv); else SUF(store_part)(gb + k * NL, gv, r);
         }
+    }
+}
+
+/* ---- class-index targets with weights, smoothing, ignored rows ---------- */
+
+/* PyTorch's cross_entropy for one row with class index `label` (>= 0):
+ *   loss = (1 - eps) w_y (lse - x_y) + (eps / n) sum_c w_c (lse - x_c)
+ * (w = 1 without weights; sum_c w_c (lse - x_c) = log1p(s) W - sum_c w_c z_c,
+ * both terms >= 0), and the gradient of gscale * loss:
+ *   g_c = gscale (A p_c - B w_c) - gscale (1 - eps) w_y [c == y],
+ *   A = (1 - eps) w_y + B W, B = eps / n, W = sum_c w_c;
+ * at a label that ties the max, A p_y - (1 - eps) w_y = (B W - (1 - eps) w_y s) / (1 + s)
+ * keeps the tiny value.  w must be given (ones) when eps > 0. */
+static T SUF(class_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, const T *w, double eps,
+                        double gscale) {
+    SUF(acc) a;
+    SUF(lab) Lw = {NULL, w, 1, 0};
+    T xl = x[label];
+    if (!SUF(row_stats)(x, eps > 0 ? &Lw : NULL, n, &a)) {
+        if (g) SUF(fill)(g, n, (T)NAN);
+        return (T)NAN;
+    }
+    double s = SUF(row_s)(&a), lse = log1p(s), B = eps / (double)n;
+    double zl = xl == a.m ? 0.0 : (double)xl - (double)a.m;
+    double wy = w ? (double)w[label] : 1.0, W = eps > 0 ? a.sy : 0.0;
+    double loss = (1 - eps) * wy * (lse - zl);
+    if (eps > 0) loss += B * (lse * W - a.yz);
+    if (g) {
+        double inv = 1.0 / (1.0 + s), A = (1 - eps) * wy + B * W;
+        T ca = (T)(gscale * A * inv), cb = (T)(gscale * B);
+        if (a.m == TINF) {
+            for (ptrdiff_t j = 0; j < n; j++)
+                g[j] = ca * SUF(e_inf)(x[j]) - (w ? cb * w[j] : cb);
+        } else {
+            VT vm = SUF(splat)(a.m), va = SUF(splat)(ca), vb = SUF(splat)(cb);
+            for (ptrdiff_t j = 0; j < n; j += NL) {
+                ptrdiff_t r = n - j;
+                VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+                VT gv = SUF(exp_neg)(v - vm) * va;
+                if (eps > 0)
+                    gv -= vb * (r >= NL ? SUF(load)(w + j) : SUF(load_part)(w + j, r, 0));
+                if (r >= NL) SUF(store)(g + j, gv); else SUF(store_part)(g + j, gv, r);
+            }
+        }
+        double head = xl == a.m ? (B * W - (1 - eps) * wy * s) * inv
+                                : A * exp(zl) * inv - (1 - eps) * wy;
+        g[label] = (T)(gscale * (head - B * wy));
+    }
+    return (T)loss;
+}
+
+/* rows with labels[i] < 0 are ignored: loss 0, zero gradient */
+static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
+                            const T *w, double eps, double gscale) {
+    if (n <= SMALL_N && !w && eps == 0) {
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, (T)gscale);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        if (labels[i] < 0) {
+            loss[i] = 0;
+            if (g) SUF(fill)(g + i * n, n, 0);
+            continue;
+        }
+        loss[i] = SUF(class_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n, w, eps, gscale);
+    }
+}
+
+/* probability targets t with weights w (ones when eps > 0 and no weights) and
+ * smoothing eps: the dense kernel with labels w_c ((1 - eps) t_c + eps / n),
+ * gradient scaled by gscale */
+static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
+                           const T *w, double eps, double gscale) {
+    if (n <= SMALL_N && !w) {
+        SUF(dense_rows_small)(x, t, loss, g, nrows, n, (T)gscale, 0, NULL);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        SUF(lab) L = {t + i * n, w, (T)(1 - eps), (T)(eps / (double)n)};
+        loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, (T)gscale, 0, NULL);
     }
 }
 
@@ -511,12 +632,23 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
 static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
                             double rtol, int8_t *invalid) {
     if (n <= SMALL_N) {
-        SUF(dense_rows_small)(x, y, loss, g, nrows, n, rtol, invalid);
+        SUF(dense_rows_small)(x, y, loss, g, nrows, n, 1, rtol, invalid);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        SUF(lab) L = {y + i * n, NULL, 1, 0};
+        loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, 1, rtol,
+                                 invalid ? invalid + i : NULL);
+    }
+}
+
+static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n) {
+    if (n <= SMALL_N) {
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, 1);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++)
-        loss[i] = SUF(dense_row)(x + i * n, y + i * n, g ? g + i * n : NULL, n, rtol,
-                                 invalid ? invalid + i : NULL);
+        loss[i] = SUF(sparse_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n);
 }
 
 static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol) {
@@ -537,13 +669,4 @@ static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrd
         for (ptrdiff_t i = 0; i < nr; i++)
             invalid[r0 + i] = !(ymin[i] >= 0 && fabs((double)sy[i] - 1.0) <= rtol);
     }
-}
-
-static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n) {
-    if (n <= SMALL_N) {
-        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n);
-        return;
-    }
-    for (ptrdiff_t i = 0; i < nrows; i++)
-        loss[i] = SUF(sparse_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n);
 }

@@ -1,0 +1,186 @@
+"""xentc.cross_entropy against a float64 NumPy transcription of PyTorch's
+definition (torch.nn.functional.cross_entropy: nll_loss of log_softmax plus the
+label-smoothing term of aten's cross_entropy_loss_label_smoothing)."""
+import doctest
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import xentc
+import xentc._cross_entropy
+
+
+def ref_cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean",
+                      label_smoothing=0.0, axis=-1):
+    """float64 reference; returns (loss, per-row losses) as PyTorch defines them."""
+    x = np.moveaxis(np.asarray(logits, np.float64), axis, -1)
+    c = x.shape[-1]
+    m = x.max(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logp = x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+    w = np.ones(c) if weight is None else np.asarray(weight, np.float64)
+    eps = label_smoothing
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        keep = t != ignore_index
+        safe = np.where(keep, t, 0).astype(np.int64)
+        nll = -np.take_along_axis(logp, safe[..., None], -1)[..., 0] * w[safe]
+        smooth = -(logp * w).sum(-1)
+        rows = np.where(keep, (1 - eps) * nll + eps / c * smooth, 0.0)
+        denominator = w[safe][keep].sum()
+    else:
+        tt = np.moveaxis(np.asarray(t, np.float64), axis, -1) * (1 - eps) + eps / c
+        with np.errstate(invalid="ignore"):
+            rows = -(np.where(tt * w != 0, tt * w * logp, 0.0)).sum(-1)
+        denominator = rows.size
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return rows.sum() / denominator if denominator != 0 else 0.0
+
+
+def numeric_grad(f, x, h=1e-6):
+    g = np.zeros_like(x)
+    flat, gf = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = f(x)
+        flat[i] = old - h
+        down = f(x)
+        flat[i] = old
+        gf[i] = (up - down) / (2 * h)
+    return g
+
+
+CASES = [
+    dict(),
+    dict(reduction="sum"),
+    dict(reduction="none"),
+    dict(label_smoothing=0.1),
+    dict(weight=[0.5, 2.0, 1.0, 3.0]),
+    dict(weight=[0.5, 2.0, 1.0, 3.0], label_smoothing=0.2, reduction="sum"),
+    dict(ignore_index=1),
+    dict(ignore_index=2, weight=[0.5, 2.0, 1.0, 3.0], label_smoothing=0.3),
+]
+
+
+@pytest.mark.parametrize("options", CASES)
+@pytest.mark.parametrize("kind", ["index", "probability"])
+def test_values_and_gradient_match_the_reference(options, kind):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6, 4)) * 2
+    if kind == "index":
+        target = np.array([0, 1, 2, 3, 1, 2])
+    else:
+        target = xentc.softmax(rng.normal(size=(6, 4)))
+        options = {k: v for k, v in options.items() if k != "ignore_index"}
+    loss, grad = xentc.cross_entropy(x, target, return_grad=True, **options)
+    np.testing.assert_allclose(loss, ref_cross_entropy(x, target, **options), rtol=1e-12, atol=1e-15)
+
+    def reduced(z):
+        return float(np.sum(ref_cross_entropy(z, target, **options)))
+
+    np.testing.assert_allclose(grad, numeric_grad(reduced, x.copy()), rtol=1e-6, atol=1e-8)
+
+
+def test_k_dimensional_input_with_class_axis_1_like_pytorch():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 5, 2, 4))          # (N, C, d1, d2)
+    target = rng.integers(0, 5, size=(3, 2, 4))
+    target[0, 0, 0] = -100
+    for reduction in ("none", "mean"):
+        got = xentc.cross_entropy(x, target, axis=1, reduction=reduction, label_smoothing=0.05)
+        want = ref_cross_entropy(x, target, axis=1, reduction=reduction, label_smoothing=0.05)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    loss, grad = xentc.cross_entropy(x, target, axis=1, return_grad=True)
+    assert grad.shape == x.shape and np.all(grad[0, :, 0, 0] == 0)
+
+
+def test_mean_over_no_counted_row_is_zero_with_zero_gradient():
+    x = np.random.default_rng(5).normal(size=(3, 4)).astype(np.float32)
+    loss, grad = xentc.cross_entropy(x, [-100, -100, -100], return_grad=True)
+    assert loss == 0.0 and loss.dtype == np.float32
+    assert np.all(grad == 0)
+    loss, grad = xentc.cross_entropy(x, [1, 1, 1], weight=[1, 0, 1, 1], return_grad=True)
+    assert loss == 0.0 and np.all(grad == 0)
+
+
+def test_ignored_rows_are_zero_even_with_nan_logits():
+    x = np.zeros((2, 5), np.float32)
+    x[1, 2] = np.nan
+    for c in (5, 50):  # the few-classes path and the per-row path
+        x = np.zeros((2, c), np.float32)
+        x[1, 2] = np.nan
+        loss, grad = xentc.cross_entropy(x, [1, -100], reduction="none", return_grad=True)
+        assert loss[1] == 0 and np.all(grad[1] == 0)
+        assert np.isclose(loss[0], np.log(c))
+
+
+def test_confident_row_keeps_its_tiny_loss_and_gradient_in_float32():
+    x = np.full((1, 10), -10.0, np.float32)
+    x[0, 3] = 10
+    loss, grad = xentc.cross_entropy(x, [3], return_grad=True)
+    np.testing.assert_allclose(loss, 9 * np.exp(-20.0), rtol=1e-3)   # log1p(9 e^-20), mpmath: 1.8550383e-08
+    np.testing.assert_allclose(grad[0, 3], -9 * np.exp(-20.0), rtol=1e-3)
+    x100 = np.full((1, 100), -10.0, np.float32)
+    x100[0, 3] = 10
+    loss, grad = xentc.cross_entropy(x100, [3], weight=np.ones(100), return_grad=True)
+    np.testing.assert_allclose(loss, 99 * np.exp(-20.0), rtol=1e-3)
+    np.testing.assert_allclose(grad[0, 3], -99 * np.exp(-20.0), rtol=1e-3)
+
+
+@given(
+    n=st.integers(0, 40), c=st.integers(1, 70), dtype=st.sampled_from([np.float32, np.float64]),
+    eps=st.sampled_from([0.0, 0.1, 1.0]), weighted=st.booleans(),
+    reduction=st.sampled_from(["none", "sum", "mean"]), seed=st.integers(0, 2**16),
+)
+def test_property_against_reference(n, c, dtype, eps, weighted, reduction, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, c)) * 3).astype(dtype)
+    target = rng.integers(0, c, size=n)
+    target[rng.random(n) < 0.2] = -100
+    weight = rng.uniform(0.1, 2.0, c) if weighted else None
+    kw = dict(weight=weight, label_smoothing=eps, reduction=reduction)
+    got, grad = xentc.cross_entropy(x, target, return_grad=True, **kw)
+    want = ref_cross_entropy(x, target, **kw)
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    x_copy = x.copy()
+    got2, same = xentc.cross_entropy(x_copy, target, grad_out=x_copy, **kw)  # in place
+    assert same is x_copy
+    np.testing.assert_array_equal(same, grad)
+    for nt in (1, 2):
+        assert np.array_equal(xentc.cross_entropy(x, target, num_threads=nt, **kw), got)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: xentc.cross_entropy(x, [0, 7]), r"target\[1\] = 7 is outside the valid range \[0, 4\) and is not ignore_index=-100"),
+    (lambda x: xentc.cross_entropy(x, [0, 1, 2]), r"target.shape=\(3,\) and logits.shape=\(2, 4\)"),
+    (lambda x: xentc.cross_entropy(x, np.zeros((2, 3))), r"target.shape=\(2, 3\) and logits.shape=\(2, 4\)"),
+    (lambda x: xentc.cross_entropy(x, [0, 1], weight=[1, 2]), r"weight must have shape \(4,\).*weight.shape=\(2,\)"),
+    (lambda x: xentc.cross_entropy(x, [0, 1], reduction="avg"), r"reduction must be one of .*'avg'"),
+    (lambda x: xentc.cross_entropy(x, [0, 1], label_smoothing=1.5), r"label_smoothing must be in \[0, 1\], got label_smoothing=1.5"),
+])
+def test_errors_name_the_problem_and_write_nothing(call, message):
+    x = np.zeros((2, 4))
+    before = x.copy()
+    with pytest.raises(ValueError, match=message):
+        call(x)
+    assert np.array_equal(x, before)
+
+
+def test_type_errors():
+    x = np.zeros((2, 4))
+    with pytest.raises(TypeError, match="target must hold integer class indices or real"):
+        xentc.cross_entropy(x, np.array([True, False]))
+    with pytest.raises(TypeError, match="ignore_index must be an integer"):
+        xentc.cross_entropy(x, [0, 1], ignore_index=1.5)
+
+
+def test_docstring_examples():
+    result = doctest.testmod(xentc._cross_entropy)
+    assert result.attempted > 0 and result.failed == 0
