@@ -326,6 +326,16 @@ def _sparse_labels(labels, lg):
     return lab, flat.astype(np.int64, copy=False)  # in range, so exact
 
 
+def _results(finish_loss, finish_grad, finish_lse):
+    """loss, then grad and lse when they were asked for."""
+    results = [finish_loss()]
+    if finish_grad is not None:
+        results.append(finish_grad())
+    if finish_lse is not None:
+        results.append(finish_lse())
+    return results[0] if len(results) == 1 else tuple(results)
+
+
 def _check_flag(name, value):
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
@@ -338,7 +348,7 @@ def _check_flag(name, value):
 
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=False,
                                       grad_out=None, out=None, validate_labels=True,
-                                      num_threads=None):
+                                      return_lse=False, num_threads=None):
     """Cross-entropy between dense labels and softmax(logits), row by row.
 
     ``loss = sum(labels * (logsumexp(logits) - logits), axis)``, computed in one
@@ -367,6 +377,9 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
         Check that labels are non-negative and each row sums to 1 (relative
         tolerance 1e-3 for float32 and float16, 1e-6 for float64) before
         computing; ``False`` computes the raw formula for any labels.
+    return_lse : bool, default False
+        Also return each row's log-sum-exp of the logits (from the same pass),
+        what z-loss and perplexity tooling need.
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default (``OMP_NUM_THREADS``,
         threadpoolctl). Results are bit-identical for every value.
@@ -378,6 +391,8 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     grad : ndarray
         Only when `return_grad` or `grad_out`: ``softmax(logits) * labels.sum(axis)
         - labels``, the true derivative even when labels do not sum to 1.
+    lse : ndarray or scalar
+        Only when `return_lse`, last: the shape of `loss`.
 
     Raises
     ------
@@ -412,6 +427,7 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     """
     return_grad = _check_flag("return_grad", return_grad) or grad_out is not None
     validate_labels = _check_flag("validate_labels", validate_labels)
+    return_lse = _check_flag("return_lse", return_lse)
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, axis)
     lab = np.asarray(labels)
@@ -438,16 +454,15 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     # loss only: the kernel checks the labels in its own pass (one read of them)
     loss, finish_loss = _loss_output(out, lg, staged=invalid is not None)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
-    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid)
+    lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
+    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse)
     if invalid is not None:
         _raise_invalid_labels(lb, invalid, rtol)
-    if return_grad:
-        return finish_loss(), finish_grad()
-    return finish_loss()
+    return _results(finish_loss, finish_grad, finish_lse)
 
 
 def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=False, grad_out=None,
-                                             out=None, num_threads=None):
+                                             out=None, return_lse=False, num_threads=None):
     """Cross-entropy between integer class labels and softmax(logits), row by row.
 
     ``loss = logsumexp(logits, -1) - logits[..., labels]``.
@@ -465,6 +480,8 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
         `logits` itself (in place). Implies ``return_grad=True``.
     out : ndarray, optional
         C-contiguous, writeable array of shape ``logits.shape[:-1]`` for the loss.
+    return_lse : bool, default False
+        Also return each row's log-sum-exp of the logits (from the same pass).
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default.
 
@@ -474,6 +491,8 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
         Shape ``logits.shape[:-1]``.
     grad : ndarray
         Only when `return_grad` or `grad_out`: ``softmax(logits) - onehot(labels)``.
+    lse : ndarray or scalar
+        Only when `return_lse`, last: the shape of `loss`.
 
     Raises
     ------
@@ -498,6 +517,7 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     1.855e-08 -1.855e-08
     """
     return_grad = _check_flag("return_grad", return_grad) or grad_out is not None
+    return_lse = _check_flag("return_lse", return_lse)
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, -1)
     lab, flat = _sparse_labels(labels, lg)
@@ -510,10 +530,9 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
                                                  ("out", out, False)])
     loss, finish_loss = _loss_output(out, lg)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
-    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads)
-    if return_grad:
-        return finish_loss(), finish_grad()
-    return finish_loss()
+    lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
+    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse)
+    return _results(finish_loss, finish_grad, finish_lse)
 
 
 def _rowwise(kernel, logits, axis, out, num_threads):

@@ -38,13 +38,15 @@ cdef extern from "_xentc_rows.h" nogil:
     ctypedef struct xentc_rows_table:
         const char *name
         void (*dense_f32)(const float *x, const float *y, float *loss, float *g,
-                          Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid) noexcept nogil
+                          Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid,
+                          float *lse) noexcept nogil
         void (*dense_f64)(const double *x, const double *y, double *loss, double *g,
-                          Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid) noexcept nogil
+                          Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid,
+                          double *lse) noexcept nogil
         void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g,
-                           Py_ssize_t nrows, Py_ssize_t n) noexcept nogil
+                           Py_ssize_t nrows, Py_ssize_t n, float *lse) noexcept nogil
         void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g,
-                           Py_ssize_t nrows, Py_ssize_t n) noexcept nogil
+                           Py_ssize_t nrows, Py_ssize_t n, double *lse) noexcept nogil
         void (*softmax_f32)(const float *x, float *p, Py_ssize_t n) noexcept nogil
         void (*softmax_f64)(const double *x, double *p, Py_ssize_t n) noexcept nogil
         void (*log_softmax_f32)(const float *x, float *p, Py_ssize_t n) noexcept nogil
@@ -151,16 +153,18 @@ cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_cols) noexcept nogil:
 
 def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
                floating[::1] loss, floating[:, ::1] grad, int n_threads,
-               double rtol=0.0, int8_t[::1] invalid=None):
+               double rtol=0.0, int8_t[::1] invalid=None, floating[::1] lse=None):
     """loss[i] and (unless grad is None) grad[i, :] for dense labels; grad may be logits.
 
     With `invalid` (n_rows flags) the same pass also flags rows whose labels are
-    not a distribution (a negative or NaN label, or a sum off 1 by more than rtol).
+    not a distribution (a negative or NaN label, or a sum off 1 by more than rtol);
+    with `lse` it writes each row's log-sum-exp.
     """
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
     cdef bint with_grad = grad is not None, with_check = invalid is not None
+    cdef bint with_lse = lse is not None
     if n_rows == 0:
         return
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
@@ -168,11 +172,13 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
         if floating is float:
             xentc_rows.dense_f32(&logits[r0, 0], &labels[r0, 0], &loss[r0],
                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
-                                 rtol, &invalid[r0] if with_check else NULL)
+                                 rtol, &invalid[r0] if with_check else NULL,
+                                 &lse[r0] if with_lse else NULL)
         else:
             xentc_rows.dense_f64(&logits[r0, 0], &labels[r0, 0], &loss[r0],
                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
-                                 rtol, &invalid[r0] if with_check else NULL)
+                                 rtol, &invalid[r0] if with_check else NULL,
+                                 &lse[r0] if with_lse else NULL)
 
 
 def class_xent(const floating[:, ::1] logits, const int64_t[::1] labels, floating[::1] loss,
@@ -239,23 +245,26 @@ def check_labels(const floating[:, ::1] labels, double rtol, int8_t[::1] invalid
 
 
 def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
-                floating[::1] loss, floating[:, ::1] grad, int n_threads):
+                floating[::1] loss, floating[:, ::1] grad, int n_threads, floating[::1] lse=None):
     """loss[i] and (unless grad is None) grad[i, :] for class indices (checked
-    to lie in [0, n_classes) by the caller); grad may be logits."""
+    to lie in [0, n_classes) by the caller); grad may be logits; with `lse`
+    each row's log-sum-exp too."""
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
-    cdef bint with_grad = grad is not None
+    cdef bint with_grad = grad is not None, with_lse = lse is not None
     if n_rows == 0:
         return
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
         r0 = c * chunk
         if floating is float:
             xentc_rows.sparse_f32(&logits[r0, 0], &labels[r0], &loss[r0],
-                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n)
+                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                  &lse[r0] if with_lse else NULL)
         else:
             xentc_rows.sparse_f64(&logits[r0, 0], &labels[r0], &loss[r0],
-                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n)
+                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                  &lse[r0] if with_lse else NULL)
 
 
 def softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):

@@ -8,13 +8,16 @@ typedef struct {
     const char *name;
     /* rows [0, nrows) of n classes: loss[i], and grad rows unless g is NULL
      * (g may be x: in place); dense with invalid != NULL also flags rows whose
-     * labels are not a distribution (see check_*) */
+     * labels are not a distribution (see check_*); lse (or NULL) receives each
+     * row's log-sum-exp */
     void (*dense_f32)(const float *x, const float *y, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
-                      double rtol, int8_t *invalid);
+                      double rtol, int8_t *invalid, float *lse);
     void (*dense_f64)(const double *x, const double *y, double *loss, double *g, ptrdiff_t nrows, ptrdiff_t n,
-                      double rtol, int8_t *invalid);
-    void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n);
-    void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g, ptrdiff_t nrows, ptrdiff_t n);
+                      double rtol, int8_t *invalid, double *lse);
+    void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
+                       float *lse);
+    void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g, ptrdiff_t nrows,
+                       ptrdiff_t n, double *lse);
     void (*softmax_f32)(const float *x, float *p, ptrdiff_t n);
     void (*softmax_f64)(const double *x, double *p, ptrdiff_t n);
     void (*log_softmax_f32)(const float *x, float *p, ptrdiff_t n);

@@ -235,6 +235,14 @@ static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF
 /* s: the sum without one max term (c - 1 other ties count 1 each) */
 static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) + a->rest; }
 
+/* logsumexp of a row from its statistics: NaN with a NaN, -inf for a row of
+ * -inf, +inf when the max is +inf, else M + log1p(s) */
+static inline T SUF(lse_of)(const SUF(acc) *a, int defined) {
+    if (!defined) return a->nan ? (T)NAN : -TINF;
+    if (a->m == TINF) return TINF;
+    return (T)((double)a->m + log1p(SUF(row_s)(a)));
+}
+
 static inline void SUF(fill)(T *out, ptrdiff_t n, T v) {
     for (ptrdiff_t j = 0; j < n; j++) out[j] = v;
 }
@@ -269,10 +277,11 @@ static int SUF(labels_invalid)(const T *y, ptrdiff_t n, double rtol) {
  *          confident one-hot row where 1 / (1 + s) - 1 would round to 0.
  * g may be x (each x_j is read before g_j is written). */
 static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gscale, double rtol,
-                        int8_t *invalid) {
+                        int8_t *invalid, T *lse) {
     SUF(acc) a;
     int mode = SUF(lab_mode)(L);
     int defined = SUF(row_stats)(x, L, n, &a);
+    if (lse) *lse = SUF(lse_of)(&a, defined);
     if (invalid)   /* a NaN logit stops row_stats early: then scan the labels alone */
         *invalid = a.nan ? SUF(labels_invalid)(L->y, n, rtol)
                          : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
@@ -307,10 +316,12 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
 
 /* Sparse labels: loss = log1p(s) - (x_label - M); grad = softmax - onehot(label),
  * at a label that ties M written as -s / (1 + s).  g may be x. */
-static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n) {
+static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, T *lse) {
     SUF(acc) a;
     T xl = x[label];
-    if (!SUF(row_stats)(x, NULL, n, &a)) {
+    int defined = SUF(row_stats)(x, NULL, n, &a);
+    if (lse) *lse = SUF(lse_of)(&a, defined);
+    if (!defined) {
         if (g) SUF(fill)(g, n, (T)NAN);
         return (T)NAN;
     }
@@ -371,9 +382,8 @@ static void SUF(log_softmax_row)(const T *x, T *out, ptrdiff_t n) {
 /* logsumexp = M + log1p(s); -inf for a row of -inf, +inf when M = +inf */
 static T SUF(logsumexp_row)(const T *x, ptrdiff_t n) {
     SUF(acc) a;
-    if (!SUF(row_stats)(x, NULL, n, &a)) return a.nan ? (T)NAN : -TINF;
-    if (a.m == TINF) return TINF;
-    return (T)((double)a.m + log1p(SUF(row_s)(&a)));
+    int defined = SUF(row_stats)(x, NULL, n, &a);
+    return SUF(lse_of)(&a, defined);
 }
 
 /* ---- rows of few classes: one row per vector lane ------------------------
@@ -424,8 +434,16 @@ static inline VT SUF(log1p_pos)(VT s) {
 
 typedef struct {
     VT m, s, sy, yz, ymin; /* row max, s, label sum, sum y (x - m), least label */
-    VIT undefined;         /* NaN present, or every element -inf */
+    VIT bad, undefined;    /* NaN present; NaN present or every element -inf */
 } SUF(lanes);
+
+/* logsumexp per lane, as lse_of */
+static inline VT SUF(lanes_lse)(const SUF(lanes) *L) {
+    VT inf = SUF(splat)(TINF);
+    VT v = SUF(sel)(L->m == inf, inf, L->m + SUF(log1p_pos)(L->s));
+    v = SUF(sel)(L->m == -inf, -inf, v);
+    return SUF(sel)(L->bad, SUF(splat)((T)NAN), v);
+}
 
 /* Statistics of rows [0, nr) (nr <= NL) of x with n <= SMALL_N columns. */
 static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L) {
@@ -458,11 +476,12 @@ static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff
     L->s = (cnt - 1) + rest;
     L->sy = sy;
     L->yz = yz;
+    L->bad = bad;
     L->undefined = bad | (m == SUF(splat)(-TINF));
 }
 
 static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
-                                  T gscale, double rtol, int8_t *invalid) {
+                                  T gscale, double rtol, int8_t *invalid, T *lse) {
     VIT rowidx[SMALL_N];
     for (ptrdiff_t k = 0; k < n; k++)
         for (int i = 0; i < NL; i++) rowidx[k][i] = (k * NL + i) / n;
@@ -474,6 +493,10 @@ static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff
         SUF(lane_stats)(xb, yb, nr, n, &L);
         VT lv = SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) * L.sy - L.yz);
         if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
+        if (lse) {
+            VT le = SUF(lanes_lse)(&L);
+            if (nr == NL) SUF(store)(lse + r0, le); else SUF(store_part)(lse + r0, le, nr);
+        }
         if (invalid)   /* lanes see every label, NaN logits or not */
             for (ptrdiff_t i = 0; i < nr; i++)
                 invalid[r0 + i] = !(L.ymin[i] >= 0 && fabs((double)L.sy[i] - 1.0) <= rtol);
@@ -500,7 +523,7 @@ static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff
 /* labels[i] < 0 marks an ignored row: loss 0 and a zero gradient row.
  * The gradient is scaled by gscale. */
 static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T *g,
-                                   ptrdiff_t nrows, ptrdiff_t n, T gscale) {
+                                   ptrdiff_t nrows, ptrdiff_t n, T gscale, T *lse) {
     VIT rowidx[SMALL_N];
     VT col[SMALL_N];          /* column of each element, as T (compared as T) */
     for (ptrdiff_t k = 0; k < n; k++)
@@ -525,6 +548,10 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
         VIT kept = keep != zero;   /* ignored rows are 0 even with NaN logits */
         VT lv = SUF(sel)(kept, SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) - zl), zero);
         if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
+        if (lse) {
+            VT le = SUF(lanes_lse)(&L);
+            if (nr == NL) SUF(store)(lse + r0, le); else SUF(store_part)(lse + r0, le, nr);
+        }
         if (!g) continue;
         VT inv = 1 / (1 + L.s);
         /* the label's entry: -s / (1 + s) when it ties the max, else p - 1 */
@@ -598,7 +625,7 @@ static T SUF(class_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, const T 
 static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
                             const T *w, double eps, double gscale) {
     if (n <= SMALL_N && !w && eps == 0) {
-        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, (T)gscale);
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, (T)gscale, NULL);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
@@ -617,38 +644,41 @@ static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, pt
 static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
                            const T *w, double eps, double gscale) {
     if (n <= SMALL_N && !w) {
-        SUF(dense_rows_small)(x, t, loss, g, nrows, n, (T)gscale, 0, NULL);
+        SUF(dense_rows_small)(x, t, loss, g, nrows, n, (T)gscale, 0, NULL, NULL);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         SUF(lab) L = {t + i * n, w, (T)(1 - eps), (T)(eps / (double)n)};
-        loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, (T)gscale, 0, NULL);
+        loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, (T)gscale, 0, NULL, NULL);
     }
 }
 
 /* ---- entry points over a range of rows ---------------------------------- */
 
 /* invalid (or NULL): per row, 1 when the labels are not a distribution (rtol) */
+/* lse (or NULL): per row, the log-sum-exp of the logits */
 static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
-                            double rtol, int8_t *invalid) {
+                            double rtol, int8_t *invalid, T *lse) {
     if (n <= SMALL_N) {
-        SUF(dense_rows_small)(x, y, loss, g, nrows, n, 1, rtol, invalid);
+        SUF(dense_rows_small)(x, y, loss, g, nrows, n, 1, rtol, invalid, lse);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         SUF(lab) L = {y + i * n, NULL, 1, 0};
         loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, 1, rtol,
-                                 invalid ? invalid + i : NULL);
+                                 invalid ? invalid + i : NULL, lse ? lse + i : NULL);
     }
 }
 
-static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n) {
+static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
+                             T *lse) {
     if (n <= SMALL_N) {
-        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, 1);
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, 1, lse);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++)
-        loss[i] = SUF(sparse_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n);
+        loss[i] = SUF(sparse_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n,
+                                  lse ? lse + i : NULL);
 }
 
 static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol) {
