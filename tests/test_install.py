@@ -57,21 +57,23 @@ def test_public_api_signatures():
             ("axis", P.POSITIONAL_OR_KEYWORD, -1), ("return_grad", P.KEYWORD_ONLY, False),
             ("grad_out", P.KEYWORD_ONLY, None), ("out", P.KEYWORD_ONLY, None),
             ("validate_labels", P.KEYWORD_ONLY, True), ("return_lse", P.KEYWORD_ONLY, False),
-            ("num_threads", P.KEYWORD_ONLY, None)],
+            ("where", P.KEYWORD_ONLY, None), ("num_threads", P.KEYWORD_ONLY, None)],
         "sparse_softmax_cross_entropy_with_logits": [
             ("labels", P.POSITIONAL_OR_KEYWORD, P.empty), ("logits", P.POSITIONAL_OR_KEYWORD, P.empty),
             ("return_grad", P.KEYWORD_ONLY, False), ("grad_out", P.KEYWORD_ONLY, None),
             ("out", P.KEYWORD_ONLY, None), ("return_lse", P.KEYWORD_ONLY, False),
-            ("num_threads", P.KEYWORD_ONLY, None)],
+            ("where", P.KEYWORD_ONLY, None), ("num_threads", P.KEYWORD_ONLY, None)],
         "softmax": [
             ("logits", P.POSITIONAL_OR_KEYWORD, P.empty), ("axis", P.POSITIONAL_OR_KEYWORD, -1),
-            ("out", P.KEYWORD_ONLY, None), ("num_threads", P.KEYWORD_ONLY, None)],
+            ("out", P.KEYWORD_ONLY, None), ("where", P.KEYWORD_ONLY, None),
+            ("num_threads", P.KEYWORD_ONLY, None)],
         "log_softmax": [
             ("logits", P.POSITIONAL_OR_KEYWORD, P.empty), ("axis", P.POSITIONAL_OR_KEYWORD, -1),
-            ("out", P.KEYWORD_ONLY, None), ("num_threads", P.KEYWORD_ONLY, None)],
+            ("out", P.KEYWORD_ONLY, None), ("where", P.KEYWORD_ONLY, None),
+            ("num_threads", P.KEYWORD_ONLY, None)],
         "logsumexp": [
             ("logits", P.POSITIONAL_OR_KEYWORD, P.empty), ("axis", P.POSITIONAL_OR_KEYWORD, -1),
-            ("num_threads", P.KEYWORD_ONLY, None)],
+            ("where", P.KEYWORD_ONLY, None), ("num_threads", P.KEYWORD_ONLY, None)],
         "openmp_enabled": [],
     }
     for name, params in expected.items():

@@ -326,6 +326,27 @@ def _sparse_labels(labels, lg):
     return lab, flat.astype(np.int64, copy=False)  # in range, so exact
 
 
+def _where_rows(where, lg):
+    """A where= mask as uint8 rows for the kernels: (n_rows, C), or (1, C) when
+    one row of classes applies to every row (no N x C copy then)."""
+    if where is None:
+        return None
+    w = np.asarray(where)
+    if w.dtype != np.bool_:
+        raise TypeError(f"where must be a boolean array, got where.dtype={w.dtype}")
+    try:
+        full = np.broadcast_to(w, lg.arr.shape)
+    except ValueError:
+        raise ValueError(
+            f"where must be broadcastable to logits.shape={lg.arr.shape}, got where.shape={w.shape}"
+        ) from None
+    moved = np.moveaxis(full, lg.axis, -1)
+    if moved.ndim == 1 or all(stride == 0 for stride in moved.strides[:-1]):
+        row = moved[(0,) * (moved.ndim - 1)] if moved.size else np.ones(lg.n_classes, bool)
+        return np.ascontiguousarray(row).reshape(1, lg.n_classes).view(np.uint8)
+    return np.ascontiguousarray(moved.reshape(-1, lg.n_classes)).view(np.uint8)
+
+
 def _results(finish_loss, finish_grad, finish_lse):
     """loss, then grad and lse when they were asked for."""
     results = [finish_loss()]
@@ -348,7 +369,7 @@ def _check_flag(name, value):
 
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=False,
                                       grad_out=None, out=None, validate_labels=True,
-                                      return_lse=False, num_threads=None):
+                                      return_lse=False, where=None, num_threads=None):
     """Cross-entropy between dense labels and softmax(logits), row by row.
 
     ``loss = sum(labels * (logsumexp(logits) - logits), axis)``, computed in one
@@ -380,6 +401,11 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     return_lse : bool, default False
         Also return each row's log-sum-exp of the logits (from the same pass),
         what z-loss and perplexity tooling need.
+    where : array_like of bool, optional
+        Broadcastable to `logits`: the classes to include (optax's ``where``).
+        Excluded classes drop out of the softmax and their labels are ignored
+        (their gradient is 0); a row with no class included has loss 0 and
+        gradient 0. Labels are still validated as given.
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default (``OMP_NUM_THREADS``,
         threadpoolctl). Results are bit-identical for every value.
@@ -437,6 +463,7 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
             f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
         )
     lb = _Rows("labels", lab, lg.axis, cdtype=lg.cdtype)
+    mask = _where_rows(where, lg)
     if out is not None:
         _check_output("out", out, lg.batch_shape, lg.rdtype)
         _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lb.arr, False)])
@@ -455,14 +482,15 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     loss, finish_loss = _loss_output(out, lg, staged=invalid is not None)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
-    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse)
+    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse, mask)
     if invalid is not None:
         _raise_invalid_labels(lb, invalid, rtol)
     return _results(finish_loss, finish_grad, finish_lse)
 
 
 def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=False, grad_out=None,
-                                             out=None, return_lse=False, num_threads=None):
+                                             out=None, return_lse=False, where=None,
+                                             num_threads=None):
     """Cross-entropy between integer class labels and softmax(logits), row by row.
 
     ``loss = logsumexp(logits, -1) - logits[..., labels]``.
@@ -482,6 +510,11 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
         C-contiguous, writeable array of shape ``logits.shape[:-1]`` for the loss.
     return_lse : bool, default False
         Also return each row's log-sum-exp of the logits (from the same pass).
+    where : array_like of bool, optional
+        Broadcastable to `logits`: the classes to include (optax's ``where``).
+        Excluded classes drop out of the softmax; as in optax the label's own
+        logit is used even when its class is excluded (its gradient is then
+        -1); a row with no class included has loss 0 and gradient 0.
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default.
 
@@ -521,6 +554,7 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, -1)
     lab, flat = _sparse_labels(labels, lg)
+    mask = _where_rows(where, lg)
     if out is not None:
         _check_output("out", out, lg.batch_shape, lg.rdtype)
         _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lab, False)])
@@ -531,23 +565,24 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     loss, finish_loss = _loss_output(out, lg)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
-    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse)
+    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse, mask)
     return _results(finish_loss, finish_grad, finish_lse)
 
 
-def _rowwise(kernel, logits, axis, out, num_threads):
+def _rowwise(kernel, logits, axis, out, where, num_threads):
     """softmax / log_softmax: a result shaped like the logits; out may be logits itself."""
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, axis)
+    mask = _where_rows(where, lg)
     if out is not None:
         _check_output("out", out, lg.arr.shape, lg.rdtype)
         _check_no_overlap("out", out, [("logits", lg.arr, True)])
     res, finish = _rows_output(out, lg)
-    kernel(lg.rows, res, n_threads)
+    kernel(lg.rows, res, n_threads, mask)
     return finish()
 
 
-def softmax(logits, axis=-1, *, out=None, num_threads=None):
+def softmax(logits, axis=-1, *, out=None, where=None, num_threads=None):
     """Softmax ``exp(x) / sum(exp(x), axis)``, computed stably.
 
     Parameters
@@ -559,6 +594,8 @@ def softmax(logits, axis=-1, *, out=None, num_threads=None):
     out : ndarray, optional
         C-contiguous, writeable array like `logits` (shape, result dtype); may
         be `logits` itself (in place).
+    where : array_like of bool, optional
+        Broadcastable to `logits`: the classes to include (as ``jax.nn.softmax``).
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default.
 
@@ -566,7 +603,8 @@ def softmax(logits, axis=-1, *, out=None, num_threads=None):
     -------
     ndarray
         Probabilities that sum to 1 along `axis`; NaN rows for rows holding a
-        NaN or only ``-inf``; a one-hot row at a single ``+inf``.
+        NaN or only ``-inf``; a one-hot row at a single ``+inf``; 0 at excluded
+        classes and in rows with no class included.
 
     Raises
     ------
@@ -579,10 +617,10 @@ def softmax(logits, axis=-1, *, out=None, num_threads=None):
     >>> xentc.softmax([0.1, 0.3, 0.5, 0.9]).round(8)
     array([0.16838508, 0.205666  , 0.25120102, 0.37474789])
     """
-    return _rowwise(_kernels.softmax, logits, axis, out, num_threads)
+    return _rowwise(_kernels.softmax, logits, axis, out, where, num_threads)
 
 
-def log_softmax(logits, axis=-1, *, out=None, num_threads=None):
+def log_softmax(logits, axis=-1, *, out=None, where=None, num_threads=None):
     """Log-softmax ``x - logsumexp(x, axis)``, computed stably.
 
     Parameters
@@ -593,6 +631,8 @@ def log_softmax(logits, axis=-1, *, out=None, num_threads=None):
         The class axis.
     out : ndarray, optional
         C-contiguous, writeable array like `logits`; may be `logits` itself.
+    where : array_like of bool, optional
+        Broadcastable to `logits`: the classes to include.
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default.
 
@@ -600,7 +640,8 @@ def log_softmax(logits, axis=-1, *, out=None, num_threads=None):
     -------
     ndarray
         Log-probabilities along `axis`. The largest entry of a confident row
-        keeps its tiny value (``-log1p(s)``) instead of rounding to 0.
+        keeps its tiny value (``-log1p(s)``) instead of rounding to 0;
+        ``-inf`` at excluded classes and in rows with no class included.
 
     Raises
     ------
@@ -613,10 +654,10 @@ def log_softmax(logits, axis=-1, *, out=None, num_threads=None):
     >>> xentc.log_softmax([1.0, 2.0, 3.0]).round(6)
     array([-2.407606, -1.407606, -0.407606])
     """
-    return _rowwise(_kernels.log_softmax, logits, axis, out, num_threads)
+    return _rowwise(_kernels.log_softmax, logits, axis, out, where, num_threads)
 
 
-def logsumexp(logits, axis=-1, *, num_threads=None):
+def logsumexp(logits, axis=-1, *, where=None, num_threads=None):
     """``log(sum(exp(logits), axis))``, computed stably.
 
     Parameters
@@ -625,6 +666,9 @@ def logsumexp(logits, axis=-1, *, num_threads=None):
         Unnormalised scores.
     axis : int, default -1
         The axis to reduce.
+    where : array_like of bool, optional
+        Broadcastable to `logits`: the elements to include (``-inf`` for a row
+        with none).
     num_threads : int, optional
         OpenMP threads; None uses OpenMP's default.
 
@@ -647,6 +691,7 @@ def logsumexp(logits, axis=-1, *, num_threads=None):
     """
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, axis)
+    mask = _where_rows(where, lg)
     res, finish = _loss_output(None, lg)
-    _kernels.logsumexp(lg.rows, res, n_threads)
+    _kernels.logsumexp(lg.rows, res, n_threads, mask)
     return finish()

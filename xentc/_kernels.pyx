@@ -39,20 +39,28 @@ cdef extern from "_xentc_rows.h" nogil:
         const char *name
         void (*dense_f32)(const float *x, const float *y, float *loss, float *g,
                           Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid,
-                          float *lse) noexcept nogil
+                          float *lse, const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
         void (*dense_f64)(const double *x, const double *y, double *loss, double *g,
                           Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid,
-                          double *lse) noexcept nogil
+                          double *lse, const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
         void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g,
-                           Py_ssize_t nrows, Py_ssize_t n, float *lse) noexcept nogil
+                           Py_ssize_t nrows, Py_ssize_t n, float *lse, const uint8_t *mask,
+                           Py_ssize_t mstride) noexcept nogil
         void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g,
-                           Py_ssize_t nrows, Py_ssize_t n, double *lse) noexcept nogil
-        void (*softmax_f32)(const float *x, float *p, Py_ssize_t n) noexcept nogil
-        void (*softmax_f64)(const double *x, double *p, Py_ssize_t n) noexcept nogil
-        void (*log_softmax_f32)(const float *x, float *p, Py_ssize_t n) noexcept nogil
-        void (*log_softmax_f64)(const double *x, double *p, Py_ssize_t n) noexcept nogil
-        float (*logsumexp_f32)(const float *x, Py_ssize_t n) noexcept nogil
-        double (*logsumexp_f64)(const double *x, Py_ssize_t n) noexcept nogil
+                           Py_ssize_t nrows, Py_ssize_t n, double *lse, const uint8_t *mask,
+                           Py_ssize_t mstride) noexcept nogil
+        void (*softmax_f32)(const float *x, float *p, Py_ssize_t nrows, Py_ssize_t n,
+                            const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+        void (*softmax_f64)(const double *x, double *p, Py_ssize_t nrows, Py_ssize_t n,
+                            const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+        void (*log_softmax_f32)(const float *x, float *p, Py_ssize_t nrows, Py_ssize_t n,
+                                const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+        void (*log_softmax_f64)(const double *x, double *p, Py_ssize_t nrows, Py_ssize_t n,
+                                const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+        void (*logsumexp_f32)(const float *x, float *out, Py_ssize_t nrows, Py_ssize_t n,
+                              const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+        void (*logsumexp_f64)(const double *x, double *out, Py_ssize_t nrows, Py_ssize_t n,
+                              const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
         void (*class_f32)(const float *x, const int64_t *labels, float *loss, float *g, Py_ssize_t nrows,
                           Py_ssize_t n, const float *w, double eps, double gscale) noexcept nogil
         void (*class_f64)(const double *x, const int64_t *labels, double *loss, double *g, Py_ssize_t nrows,
@@ -143,6 +151,15 @@ cdef inline int team_size(int n_threads, Py_ssize_t n_rows, Py_ssize_t n_cols) n
     return <int>t if t > 1 else 1
 
 
+cdef Py_ssize_t mask_stride(const uint8_t[:, ::1] mask, Py_ssize_t n_rows, Py_ssize_t n_cols) except -1:
+    """Row stride of a where= mask: (n_rows, n_cols), or one row (1, n_cols) for all."""
+    if mask is None:
+        return 0
+    if mask.shape[1] != n_cols or mask.shape[0] not in (1, n_rows):
+        raise ValueError("mask must have shape (1 or n_rows, n_cols)")
+    return 0 if mask.shape[0] == 1 else n_cols
+
+
 cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_cols) noexcept nogil:
     """Rows per prange iteration: about 16 K elements, a multiple of 16 rows
     (whole vector groups for the few-classes path), a function of n_cols only."""
@@ -153,18 +170,20 @@ cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_cols) noexcept nogil:
 
 def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
                floating[::1] loss, floating[:, ::1] grad, int n_threads,
-               double rtol=0.0, int8_t[::1] invalid=None, floating[::1] lse=None):
+               double rtol=0.0, int8_t[::1] invalid=None, floating[::1] lse=None,
+               const uint8_t[:, ::1] mask=None):
     """loss[i] and (unless grad is None) grad[i, :] for dense labels; grad may be logits.
 
     With `invalid` (n_rows flags) the same pass also flags rows whose labels are
     not a distribution (a negative or NaN label, or a sum off 1 by more than rtol);
-    with `lse` it writes each row's log-sum-exp.
+    with `lse` it writes each row's log-sum-exp; `mask` (where=) as in softmax.
     """
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
     cdef bint with_grad = grad is not None, with_check = invalid is not None
-    cdef bint with_lse = lse is not None
+    cdef bint with_lse = lse is not None, with_mask = mask is not None
+    cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
     if n_rows == 0:
         return
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
@@ -173,12 +192,14 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
             xentc_rows.dense_f32(&logits[r0, 0], &labels[r0, 0], &loss[r0],
                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                  rtol, &invalid[r0] if with_check else NULL,
-                                 &lse[r0] if with_lse else NULL)
+                                 &lse[r0] if with_lse else NULL,
+                                 &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
         else:
             xentc_rows.dense_f64(&logits[r0, 0], &labels[r0, 0], &loss[r0],
                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                  rtol, &invalid[r0] if with_check else NULL,
-                                 &lse[r0] if with_lse else NULL)
+                                 &lse[r0] if with_lse else NULL,
+                                 &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
 
 
 def class_xent(const floating[:, ::1] logits, const int64_t[::1] labels, floating[::1] loss,
@@ -245,14 +266,16 @@ def check_labels(const floating[:, ::1] labels, double rtol, int8_t[::1] invalid
 
 
 def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
-                floating[::1] loss, floating[:, ::1] grad, int n_threads, floating[::1] lse=None):
+                floating[::1] loss, floating[:, ::1] grad, int n_threads, floating[::1] lse=None,
+                const uint8_t[:, ::1] mask=None):
     """loss[i] and (unless grad is None) grad[i, :] for class indices (checked
     to lie in [0, n_classes) by the caller); grad may be logits; with `lse`
     each row's log-sum-exp too."""
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
-    cdef bint with_grad = grad is not None, with_lse = lse is not None
+    cdef bint with_grad = grad is not None, with_lse = lse is not None, with_mask = mask is not None
+    cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
     if n_rows == 0:
         return
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
@@ -260,50 +283,74 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
         if floating is float:
             xentc_rows.sparse_f32(&logits[r0, 0], &labels[r0], &loss[r0],
                                   &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
-                                  &lse[r0] if with_lse else NULL)
+                                  &lse[r0] if with_lse else NULL,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
         else:
             xentc_rows.sparse_f64(&logits[r0, 0], &labels[r0], &loss[r0],
                                   &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
-                                  &lse[r0] if with_lse else NULL)
+                                  &lse[r0] if with_lse else NULL,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
 
 
-def softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
-    """out[i, :] = softmax(logits[i, :]); out may be logits."""
-    cdef Py_ssize_t i, n_rows = logits.shape[0], n = logits.shape[1]
+def softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads,
+            const uint8_t[:, ::1] mask=None):
+    """out[i, :] = softmax(logits[i, :]) over the classes `mask` includes
+    (None: all; one row broadcasts); out may be logits."""
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
     cdef int nt = team_size(n_threads, n_rows, n)
+    cdef bint with_mask = mask is not None
     if n_rows == 0:
         return
-    for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
         if floating is float:
-            xentc_rows.softmax_f32(&logits[i, 0], &out[i, 0], n)
+            xentc_rows.softmax_f32(&logits[r0, 0], &out[r0, 0], min(chunk, n_rows - r0), n,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
         else:
-            xentc_rows.softmax_f64(&logits[i, 0], &out[i, 0], n)
+            xentc_rows.softmax_f64(&logits[r0, 0], &out[r0, 0], min(chunk, n_rows - r0), n,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
 
 
-def log_softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads):
-    """out[i, :] = log_softmax(logits[i, :]); out may be logits."""
-    cdef Py_ssize_t i, n_rows = logits.shape[0], n = logits.shape[1]
+def log_softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads,
+                const uint8_t[:, ::1] mask=None):
+    """out[i, :] = log_softmax(logits[i, :]) over the classes `mask` includes; out may be logits."""
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
     cdef int nt = team_size(n_threads, n_rows, n)
+    cdef bint with_mask = mask is not None
     if n_rows == 0:
         return
-    for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
         if floating is float:
-            xentc_rows.log_softmax_f32(&logits[i, 0], &out[i, 0], n)
+            xentc_rows.log_softmax_f32(&logits[r0, 0], &out[r0, 0], min(chunk, n_rows - r0), n,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
         else:
-            xentc_rows.log_softmax_f64(&logits[i, 0], &out[i, 0], n)
+            xentc_rows.log_softmax_f64(&logits[r0, 0], &out[r0, 0], min(chunk, n_rows - r0), n,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
 
 
-def logsumexp(const floating[:, ::1] logits, floating[::1] out, int n_threads):
-    """out[i] = log(sum(exp(logits[i, :])))."""
-    cdef Py_ssize_t i, n_rows = logits.shape[0], n = logits.shape[1]
+def logsumexp(const floating[:, ::1] logits, floating[::1] out, int n_threads,
+              const uint8_t[:, ::1] mask=None):
+    """out[i] = log(sum(exp(logits[i, :]))) over the classes `mask` includes."""
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
     cdef int nt = team_size(n_threads, n_rows, n)
+    cdef bint with_mask = mask is not None
     if n_rows == 0:
         return
-    for i in prange(n_rows, schedule='static', nogil=True, num_threads=nt):
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
         if floating is float:
-            out[i] = xentc_rows.logsumexp_f32(&logits[i, 0], n)
+            xentc_rows.logsumexp_f32(&logits[r0, 0], &out[r0], min(chunk, n_rows - r0), n,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
         else:
-            out[i] = xentc_rows.logsumexp_f64(&logits[i, 0], n)
+            xentc_rows.logsumexp_f64(&logits[r0, 0], &out[r0], min(chunk, n_rows - r0), n,
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
 
 
 def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes,

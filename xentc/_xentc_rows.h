@@ -11,19 +11,25 @@ typedef struct {
      * labels are not a distribution (see check_*); lse (or NULL) receives each
      * row's log-sum-exp */
     void (*dense_f32)(const float *x, const float *y, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
-                      double rtol, int8_t *invalid, float *lse);
+                      double rtol, int8_t *invalid, float *lse, const uint8_t *mask, ptrdiff_t mstride);
     void (*dense_f64)(const double *x, const double *y, double *loss, double *g, ptrdiff_t nrows, ptrdiff_t n,
-                      double rtol, int8_t *invalid, double *lse);
+                      double rtol, int8_t *invalid, double *lse, const uint8_t *mask, ptrdiff_t mstride);
     void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
-                       float *lse);
+                       float *lse, const uint8_t *mask, ptrdiff_t mstride);
     void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g, ptrdiff_t nrows,
-                       ptrdiff_t n, double *lse);
-    void (*softmax_f32)(const float *x, float *p, ptrdiff_t n);
-    void (*softmax_f64)(const double *x, double *p, ptrdiff_t n);
-    void (*log_softmax_f32)(const float *x, float *p, ptrdiff_t n);
-    void (*log_softmax_f64)(const double *x, double *p, ptrdiff_t n);
-    float (*logsumexp_f32)(const float *x, ptrdiff_t n);
-    double (*logsumexp_f64)(const double *x, ptrdiff_t n);
+                       ptrdiff_t n, double *lse, const uint8_t *mask, ptrdiff_t mstride);
+    /* the softmax family over rows; mask (or NULL): the classes included (optax's
+     * where=), row i at mask + i * mstride */
+    void (*softmax_f32)(const float *x, float *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask, ptrdiff_t mstride);
+    void (*softmax_f64)(const double *x, double *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask, ptrdiff_t mstride);
+    void (*log_softmax_f32)(const float *x, float *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                            ptrdiff_t mstride);
+    void (*log_softmax_f64)(const double *x, double *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                            ptrdiff_t mstride);
+    void (*logsumexp_f32)(const float *x, float *out, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                          ptrdiff_t mstride);
+    void (*logsumexp_f64)(const double *x, double *out, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                          ptrdiff_t mstride);
     /* PyTorch's cross_entropy per row: class indices (labels[i] < 0: ignored
      * row) or probability targets, class weights w (n values or NULL; ones
      * when eps > 0), label smoothing eps, gradient multiplied by gscale */

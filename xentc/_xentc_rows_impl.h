@@ -50,8 +50,37 @@ static inline VT SUF(exp_neg)(VT z) { return VEXPCORE(SUF(vmax)(z, SUF(splat)(ZL
 static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
 
+/* where= masks: one byte per class, nonzero = included.  A masked class is
+ * treated as a logit of -inf with label 0, so it drops out of every sum. */
+typedef uint8_t SUF(vbytes) __attribute__((vector_size(NL)));
+
+/* mask lanes for classes j .. j + NL (the first r when r < NL): -1 = included */
+static inline VIT SUF(mask_load)(const uint8_t *m, ptrdiff_t r) {
+    SUF(vbytes) b = {0};
+    __builtin_memcpy(&b, m, (size_t)(r >= NL ? NL : r));
+    return __builtin_convertvector(b, VIT) != 0;
+}
+
 /* One block's statistics, and the running merge of blocks (row so far). */
-typedef struct { T m; long c; double rest, sy, yz; T ymin, ymax; int nan; } SUF(acc);
+typedef struct { T m; long c; double rest, sy, yz; T ymin, ymax; int nan, any; } SUF(acc);
+
+/* max of x[0:n] over the classes mk includes (mk NULL: all); sets *nan when an
+ * included NaN is present and *any when some class is included */
+static T SUF(block_max_masked)(const T *x, ptrdiff_t n, int *nan, int *any, const uint8_t *mk) {
+    VT m = SUF(splat)(-TINF), ninf = m;
+    VIT bad = (VIT){0}, inc = (VIT){0};
+    for (ptrdiff_t j = 0; j < n; j += NL) {
+        ptrdiff_t r = n - j;
+        VIT k = SUF(mask_load)(mk + j, r);
+        VT a = SUF(sel)(k, r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF), ninf);
+        m = SUF(vmax)(a, m);
+        bad |= a != a;
+        inc |= k;
+    }
+    if (SUF(hcount)(bad)) *nan = 1;
+    if (SUF(hcount)(inc)) *any = 1;
+    return SUF(hmax)(m);
+}
 
 /* max of x[0:n] (-inf for n == 0); sets *nan when a NaN is present */
 static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
@@ -109,18 +138,21 @@ static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
 /* Scalar statistics of a block (classes j0 .. j0 + n) whose max bm is +inf or
  * -inf (rare): the ties are the infinite elements, every other exp(x - bm) is
  * 0 (bm = +inf); with bm = -inf all elements are ties. */
-static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm, SUF(acc) *b) {
+static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm, SUF(acc) *b,
+                                 const uint8_t *mk) {
     int mode = SUF(lab_mode)(L);
     b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0; b->ymax = 0;
     for (ptrdiff_t j = 0; j < n; j++) {
-        if (x[j] == bm) b->c++;
-        if (mode) {
+        int in = !mk || mk[j];
+        T xj = in ? x[j] : -TINF;
+        if (xj == bm) b->c++;
+        if (mode && in) {
             T yj = SUF(lab_at)(L, j0 + j, mode);
             b->sy += yj;
             if (!(yj >= b->ymin)) b->ymin = yj;
             if (yj > b->ymax) b->ymax = yj;
             /* y (x - bm) is -inf for a finite x under bm = +inf; 0 at ties */
-            if (yj != 0 && x[j] != bm) b->yz += (double)yj * ((double)x[j] - (double)bm);
+            if (yj != 0 && xj != bm) b->yz += (double)yj * ((double)xj - (double)bm);
         }
     }
 }
@@ -153,15 +185,34 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
                         vbm, mode);
 }
 
+/* the same over the classes the mask mk includes (the others: -inf, label 0) */
+static void SUF(stats_loop_masked)(SUF(vsums) *a, const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n,
+                                   VT vbm, const uint8_t *mk) {
+    int mode = SUF(lab_mode)(L);
+    VT ninf = SUF(splat)(-TINF), zero = SUF(splat)(0);
+    for (ptrdiff_t j = 0; j < n; j += NL) {
+        ptrdiff_t r = n - j;
+        VIT k = SUF(mask_load)(mk + j, r);
+        VT v = SUF(sel)(k, r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF), ninf);
+        if (mode == 1)
+            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 1), zero), vbm, 1);
+        else if (mode)
+            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 2), zero), vbm, 2);
+        else
+            SUF(stats_step)(a, v, zero, vbm, 0);
+    }
+}
+
 /* Statistics of one block (classes j0 .. j0 + n) with finite max bm: ties c,
  * rest = sum of exp(x - bm) over non-ties; with labels also sum(y), the least
  * and largest label and sum over y != 0 of y (x - bm). */
 static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm,
-                                    SUF(acc) *b) {
+                                    SUF(acc) *b, const uint8_t *mk) {
     VT zero = SUF(splat)(0), vbm = SUF(splat)(bm);
     SUF(vsums) a = {zero, zero, zero, zero, zero, (VIT){0}};
     int mode = SUF(lab_mode)(L);
-    switch (mode) {   /* one specialised loop per label mode */
+    if (mk) SUF(stats_loop_masked)(&a, x, L, j0, n, vbm, mk);
+    else switch (mode) {   /* one specialised loop per label mode */
     case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0); break;
     case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1); break;
     case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2); break;
@@ -211,25 +262,37 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
     if (b->ymax > a->ymax) a->ymax = b->ymax;
 }
 
-/* M, s (and the sums of the labels L, or NULL) of a row in one read.  Returns 0
- * when the row's softmax is undefined (a NaN, or every element -inf); a->nan
- * tells which. */
-static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a) {
+/* M, s (and the sums of the labels L, or NULL) of a row in one read, over the
+ * classes the mask mk includes (NULL: all).  Returns 0 when the row's softmax
+ * is undefined (a NaN, or every element -inf; a->nan tells which) or when the
+ * mask includes no class (a->any == 0). */
+static inline int SUF(row_stats_masked)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
+                                        const uint8_t *mk) {
     SUF(acc) b = {0};
+    int any = !mk;
     *a = b;
     a->m = -TINF;
     for (ptrdiff_t j = 0; j < n; j += BLOCK) {
         ptrdiff_t len = n - j < BLOCK ? n - j : BLOCK;
-        T bm = SUF(block_max)(x + j, len, &a->nan);
-        if (a->nan) return 0;
+        T bm = mk ? SUF(block_max_masked)(x + j, len, &a->nan, &any, mk + j)
+                  : SUF(block_max)(x + j, len, &a->nan);
+        if (a->nan) {          /* an included NaN: the row is undefined */
+            a->any = 1;
+            return 0;
+        }
         if (bm == TINF || bm == -TINF)
-            SUF(block_stats_inf)(x + j, L, j, len, bm, &b);
+            SUF(block_stats_inf)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL);
         else
-            SUF(block_stats)(x + j, L, j, len, bm, &b);
+            SUF(block_stats)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL);
         if (j == 0) *a = b; else SUF(merge)(a, &b);
         a->nan = 0;
     }
-    return a->m != -TINF;
+    a->any = any;
+    return any && a->m != -TINF;
+}
+
+static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a) {
+    return SUF(row_stats_masked)(x, L, n, a, NULL);
 }
 
 /* s: the sum without one max term (c - 1 other ties count 1 each) */
@@ -270,24 +333,45 @@ static int SUF(labels_invalid)(const T *y, ptrdiff_t n, double rtol) {
 
 /* ---- row functions called by the Cython kernels -------------------------- */
 
+/* v_in at the classes mk includes (all when mk is NULL), v_out at the others */
+static void SUF(fill_masked)(T *out, ptrdiff_t n, T v_in, T v_out, const uint8_t *mk) {
+    for (ptrdiff_t j = 0; j < n; j++) out[j] = !mk || mk[j] ? v_in : v_out;
+}
+
+/* x_j, or -inf for a class the mask excludes (scalar paths) */
+static inline T SUF(x_in)(const T *x, const uint8_t *mk, ptrdiff_t j) { return !mk || mk[j] ? x[j] : -TINF; }
+
+/* logits j .. j + NL (the first r), masked classes read as -inf */
+static inline VT SUF(load_x)(const T *x, const uint8_t *mk, ptrdiff_t j, ptrdiff_t r) {
+    VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+    return mk ? SUF(sel)(SUF(mask_load)(mk + j, r), v, SUF(splat)(-TINF)) : v;
+}
+
+static inline void SUF(store_x)(T *p, ptrdiff_t j, ptrdiff_t r, VT v) {
+    if (r >= NL) SUF(store)(p + j, v); else SUF(store_part)(p + j, v, r);
+}
+
 /* Dense labels:
  *   loss = log1p(s) sum(y) - sum_{y != 0} y (x - M)     (both terms >= 0 for y >= 0)
  *   grad = softmax sum(y) - y; at the ties of M written as
  *          ((sum(y) - y) - y s) / (1 + s), which keeps -s / (1 + s) for a
  *          confident one-hot row where 1 / (1 + s) - 1 would round to 0.
- * g may be x (each x_j is read before g_j is written). */
+ * The gradient is multiplied by gscale.  g may be x (each x_j is read before
+ * g_j is written).  mk (or NULL): the classes included (optax's where=):
+ * the others drop out of the softmax and their labels are ignored; a row with
+ * no class included has loss 0 and gradient 0. */
 static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gscale, double rtol,
-                        int8_t *invalid, T *lse) {
+                        int8_t *invalid, T *lse, const uint8_t *mk) {
     SUF(acc) a;
     int mode = SUF(lab_mode)(L);
-    int defined = SUF(row_stats)(x, L, n, &a);
-    if (lse) *lse = SUF(lse_of)(&a, defined);
-    if (invalid)   /* a NaN logit stops row_stats early: then scan the labels alone */
-        *invalid = a.nan ? SUF(labels_invalid)(L->y, n, rtol)
-                         : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
-    if (!defined) {
-        if (g) SUF(fill)(g, n, (T)NAN);
-        return (T)NAN;
+    int defined = SUF(row_stats_masked)(x, L, n, &a, mk);
+    if (lse) *lse = a.any ? SUF(lse_of)(&a, defined) : -TINF;
+    if (invalid)   /* labels are checked as given; NaN logits or a mask stop row_stats' sums */
+        *invalid = a.nan || mk ? SUF(labels_invalid)(L->y, n, rtol)
+                               : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
+    if (!defined) {   /* NaN at the included classes of an undefined row, 0 elsewhere */
+        if (g) SUF(fill_masked)(g, n, a.any ? (T)NAN : 0, 0, mk);
+        return a.any ? (T)NAN : 0;
     }
     double s = SUF(row_s)(&a);
     T loss = (T)(log1p(s) * a.sy - a.yz);
@@ -295,95 +379,104 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
         T inv = (T)(1.0 / (1.0 + s)), ts = (T)s, tsy = (T)a.sy;
         if (a.m == TINF) {
             for (ptrdiff_t j = 0; j < n; j++) {
-                T xj = x[j], yj = SUF(lab_at)(L, j, mode);
+                T xj = SUF(x_in)(x, mk, j), yj = !mk || mk[j] ? SUF(lab_at)(L, j, mode) : 0;
                 g[j] = gscale * (xj == a.m ? ((tsy - yj) - yj * ts) * inv : SUF(e_inf)(xj) * tsy * inv - yj);
             }
             return loss;
         }
         VT vm = SUF(splat)(a.m), vpk = SUF(splat)(tsy * inv), vinv = SUF(splat)(inv);
-        VT vs = SUF(splat)(ts), vsy = SUF(splat)(tsy), vg = SUF(splat)(gscale);
+        VT vs = SUF(splat)(ts), vsy = SUF(splat)(tsy), vg = SUF(splat)(gscale), zero = SUF(splat)(0);
         for (ptrdiff_t j = 0; j < n; j += NL) {
             ptrdiff_t r = n - j;
-            VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+            VT v = SUF(load_x)(x, mk, j, r);
             VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
+            if (mk) w = SUF(sel)(SUF(mask_load)(mk + j, r), w, zero);
             VT gv = SUF(sel)(v == vm, ((vsy - w) - w * vs) * vinv, SUF(exp_neg)(v - vm) * vpk - w);
             if (gscale != 1) gv *= vg;
-            if (r >= NL) SUF(store)(g + j, gv); else SUF(store_part)(g + j, gv, r);
+            SUF(store_x)(g, j, r, gv);
         }
     }
     return loss;
 }
 
 /* Sparse labels: loss = log1p(s) - (x_label - M); grad = softmax - onehot(label),
- * at a label that ties M written as -s / (1 + s).  g may be x. */
-static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, T *lse) {
+ * at a label that ties the max written as -s / (1 + s).  g may be x.  With a
+ * mask, as optax: the label's own logit is used even when its class is
+ * excluded (its gradient is then -1); a row with no class included has loss 0
+ * and gradient 0. */
+static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, T *lse, const uint8_t *mk) {
     SUF(acc) a;
     T xl = x[label];
-    int defined = SUF(row_stats)(x, NULL, n, &a);
-    if (lse) *lse = SUF(lse_of)(&a, defined);
-    if (!defined) {
-        if (g) SUF(fill)(g, n, (T)NAN);
-        return (T)NAN;
+    int defined = SUF(row_stats_masked)(x, NULL, n, &a, mk);
+    if (lse) *lse = a.any ? SUF(lse_of)(&a, defined) : -TINF;
+    if (!defined) {   /* NaN at the included classes of an undefined row, 0 elsewhere */
+        if (g) {
+            SUF(fill_masked)(g, n, a.any ? (T)NAN : 0, 0, mk);
+            if (a.any && mk && !mk[label]) g[label] = -1;
+        }
+        return a.any ? (T)NAN : 0;
     }
     double s = SUF(row_s)(&a);
-    double zl = xl == a.m ? 0.0 : (double)xl - (double)a.m;
+    int label_in = !mk || mk[label];
+    double zl = xl == a.m && label_in ? 0.0 : (double)xl - (double)a.m;
     T loss = (T)(log1p(s) - zl);
     if (g) {
         double inv = 1.0 / (1.0 + s);
         T tinv = (T)inv;
         if (a.m == TINF) {
-            for (ptrdiff_t j = 0; j < n; j++) g[j] = SUF(e_inf)(x[j]) * tinv;
+            for (ptrdiff_t j = 0; j < n; j++) g[j] = SUF(e_inf)(SUF(x_in)(x, mk, j)) * tinv;
         } else {
             VT vm = SUF(splat)(a.m), vinv = SUF(splat)(tinv);
             for (ptrdiff_t j = 0; j < n; j += NL) {
                 ptrdiff_t r = n - j;
-                VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
-                VT gv = SUF(exp_neg)(v - vm) * vinv;
-                if (r >= NL) SUF(store)(g + j, gv); else SUF(store_part)(g + j, gv, r);
+                SUF(store_x)(g, j, r, SUF(exp_neg)(SUF(load_x)(x, mk, j, r) - vm) * vinv);
             }
         }
-        g[label] = xl == a.m ? (T)(-s * inv) : (T)(exp(zl) * inv - 1.0);
+        g[label] = !label_in ? (T)-1 : xl == a.m ? (T)(-s * inv) : (T)(exp(zl) * inv - 1.0);
     }
     return loss;
 }
 
-/* softmax = exp(x - M) / (1 + s); p may be x */
-static void SUF(softmax_row)(const T *x, T *p, ptrdiff_t n) {
+/* softmax = exp(x - M) / (1 + s); p may be x; excluded classes and rows with
+ * no class included get 0 */
+static void SUF(softmax_row)(const T *x, T *p, ptrdiff_t n, const uint8_t *mk) {
     SUF(acc) a;
-    if (!SUF(row_stats)(x, NULL, n, &a)) { SUF(fill)(p, n, (T)NAN); return; }
+    if (!SUF(row_stats_masked)(x, NULL, n, &a, mk)) { SUF(fill_masked)(p, n, a.any ? (T)NAN : 0, 0, mk); return; }
     T inv = (T)(1.0 / (1.0 + SUF(row_s)(&a)));
     if (a.m == TINF) {
-        for (ptrdiff_t j = 0; j < n; j++) p[j] = SUF(e_inf)(x[j]) * inv;
+        for (ptrdiff_t j = 0; j < n; j++) p[j] = SUF(e_inf)(SUF(x_in)(x, mk, j)) * inv;
         return;
     }
     VT vm = SUF(splat)(a.m), vinv = SUF(splat)(inv);
     for (ptrdiff_t j = 0; j < n; j += NL) {
         ptrdiff_t r = n - j;
-        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
-        VT pv = SUF(exp_neg)(v - vm) * vinv;
-        if (r >= NL) SUF(store)(p + j, pv); else SUF(store_part)(p + j, pv, r);
+        SUF(store_x)(p, j, r, SUF(exp_neg)(SUF(load_x)(x, mk, j, r) - vm) * vinv);
     }
 }
 
-/* log_softmax = (x - M) - log1p(s), with x - M = 0 at the ties; out may be x */
-static void SUF(log_softmax_row)(const T *x, T *out, ptrdiff_t n) {
+/* log_softmax = (x - M) - log1p(s), with x - M = 0 at the ties; out may be x;
+ * excluded classes and rows with no class included get -inf */
+static void SUF(log_softmax_row)(const T *x, T *out, ptrdiff_t n, const uint8_t *mk) {
     SUF(acc) a;
-    if (!SUF(row_stats)(x, NULL, n, &a)) { SUF(fill)(out, n, (T)NAN); return; }
+    if (!SUF(row_stats_masked)(x, NULL, n, &a, mk)) {
+        SUF(fill_masked)(out, n, a.any ? (T)NAN : -TINF, -TINF, mk);
+        return;
+    }
     T lse = (T)log1p(SUF(row_s)(&a));
     VT vm = SUF(splat)(a.m), zero = SUF(splat)(0), vl = SUF(splat)(lse);
     for (ptrdiff_t j = 0; j < n; j += NL) {
         ptrdiff_t r = n - j;
-        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
-        VT o = SUF(sel)(v == vm, zero, v - vm) - vl;
-        if (r >= NL) SUF(store)(out + j, o); else SUF(store_part)(out + j, o, r);
+        VT v = SUF(load_x)(x, mk, j, r);
+        SUF(store_x)(out, j, r, SUF(sel)(v == vm, zero, v - vm) - vl);
     }
 }
 
-/* logsumexp = M + log1p(s); -inf for a row of -inf, +inf when M = +inf */
-static T SUF(logsumexp_row)(const T *x, ptrdiff_t n) {
+/* logsumexp = M + log1p(s); -inf for a row of -inf or with no class included,
+ * +inf when M = +inf */
+static T SUF(logsumexp_row)(const T *x, ptrdiff_t n, const uint8_t *mk) {
     SUF(acc) a;
-    int defined = SUF(row_stats)(x, NULL, n, &a);
-    return SUF(lse_of)(&a, defined);
+    int defined = SUF(row_stats_masked)(x, NULL, n, &a, mk);
+    return a.any ? SUF(lse_of)(&a, defined) : -TINF;
 }
 
 /* ---- rows of few classes: one row per vector lane ------------------------
@@ -649,36 +742,57 @@ static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrow
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         SUF(lab) L = {t + i * n, w, (T)(1 - eps), (T)(eps / (double)n)};
-        loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, (T)gscale, 0, NULL, NULL);
+        loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, (T)gscale, 0, NULL, NULL, NULL);
     }
 }
 
 /* ---- entry points over a range of rows ---------------------------------- */
 
 /* invalid (or NULL): per row, 1 when the labels are not a distribution (rtol) */
-/* lse (or NULL): per row, the log-sum-exp of the logits */
+/* lse (or NULL): per row, the log-sum-exp of the logits.  mask (or NULL): the
+ * classes included, row i at mask + i * mstride (mstride 0: one row for all) */
 static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
-                            double rtol, int8_t *invalid, T *lse) {
-    if (n <= SMALL_N) {
+                            double rtol, int8_t *invalid, T *lse, const uint8_t *mask, ptrdiff_t mstride) {
+    if (n <= SMALL_N && !mask) {
         SUF(dense_rows_small)(x, y, loss, g, nrows, n, 1, rtol, invalid, lse);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         SUF(lab) L = {y + i * n, NULL, 1, 0};
         loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, 1, rtol,
-                                 invalid ? invalid + i : NULL, lse ? lse + i : NULL);
+                                 invalid ? invalid + i : NULL, lse ? lse + i : NULL,
+                                 mask ? mask + i * mstride : NULL);
     }
 }
 
 static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
-                             T *lse) {
-    if (n <= SMALL_N) {
+                             T *lse, const uint8_t *mask, ptrdiff_t mstride) {
+    if (n <= SMALL_N && !mask) {
         SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, 1, lse);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++)
         loss[i] = SUF(sparse_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n,
-                                  lse ? lse + i : NULL);
+                                  lse ? lse + i : NULL, mask ? mask + i * mstride : NULL);
+}
+
+/* the softmax family over rows, with an optional mask as above */
+static void SUF(softmax_rows)(const T *x, T *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                              ptrdiff_t mstride) {
+    for (ptrdiff_t i = 0; i < nrows; i++)
+        SUF(softmax_row)(x + i * n, p + i * n, n, mask ? mask + i * mstride : NULL);
+}
+
+static void SUF(log_softmax_rows)(const T *x, T *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                                  ptrdiff_t mstride) {
+    for (ptrdiff_t i = 0; i < nrows; i++)
+        SUF(log_softmax_row)(x + i * n, p + i * n, n, mask ? mask + i * mstride : NULL);
+}
+
+static void SUF(logsumexp_rows)(const T *x, T *out, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask,
+                                ptrdiff_t mstride) {
+    for (ptrdiff_t i = 0; i < nrows; i++)
+        out[i] = SUF(logsumexp_row)(x + i * n, n, mask ? mask + i * mstride : NULL);
 }
 
 static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol) {
