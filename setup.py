@@ -104,7 +104,9 @@ extensions = [
         include_dirs=["xentc"],
         depends=["xentc/_xentc_omp.h", "xentc/_xentc_rows.h", "xentc/_xentc_isa.h",
                  "xentc/_xentc_exp.h", "xentc/_xentc_rows_impl.h"],
-    )
+    ),
+    Extension("xentc._elementwise", sources=["xentc/_elementwise.pyx"], include_dirs=["xentc"],
+              depends=["xentc/_xentc_omp.h"]),
 ]
 
 setup(

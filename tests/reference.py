@@ -203,3 +203,126 @@ def error_scale_dense_grad(labels, logits, axis=-1):
     with np.errstate(all="ignore"):
         p = e / (1.0 + s)[:, None]
         return restore_rows(p * np.abs(y).sum(axis=1)[:, None] + np.abs(y))
+
+
+# --------------------------------------------------------------------------
+# sigmoid cross-entropy with logits and Keras's probability-space losses
+# (xentc._binary), appended: float64, elementwise / row by row, no validation
+#
+#   sigmoid_xent:  a = q z, b = 1 - z (q = pos_weight, 1 when absent),
+#                  loss = a softplus(-x) + b softplus(x), a term of weight
+#                  exactly 0 left out (0 * inf = 0), NaN where x is NaN;
+#                  grad = b sigmoid(x) - a sigmoid(-x).
+#                  softplus is numpy.logaddexp(0, t) (NumPy's own stable
+#                  log(1 + exp(t)), not the kernel's code).
+#   categorical_crossentropy: p = clip(o / sum(o), lo, hi),
+#                  loss = -sum_{t != 0} t log p
+#   binary_crossentropy:      p = clip(o, lo, hi),
+#                  loss = -(t log p + (1 - t) log1p(-p)), 0-weight terms left out
+#   with lo, hi = epsilon and 1 - epsilon rounded to `clip_dtype`, the dtype
+#   xentc computes in (as Keras's np.clip rounds its bounds to the data's dtype).
+# --------------------------------------------------------------------------
+
+__all__ += [
+    "binary_crossentropy",
+    "categorical_crossentropy",
+    "error_scale_binary_crossentropy",
+    "error_scale_categorical_crossentropy",
+    "error_scale_sigmoid_grad",
+    "error_scale_sigmoid_loss",
+    "sigmoid_xent",
+]
+
+
+def _sigmoid_parts(labels, logits, pos_weight):
+    x = np.array(logits, dtype=np.float64)
+    z = np.array(labels, dtype=np.float64)
+    assert x.shape == z.shape
+    q = np.ones(x.shape) if pos_weight is None else np.broadcast_to(
+        np.asarray(pos_weight, dtype=np.float64), x.shape)
+    with np.errstate(all="ignore"):
+        a, b = q * z, 1.0 - z
+        sp_neg, sp_pos = np.logaddexp(0.0, -x), np.logaddexp(0.0, x)
+        # sigmoid of both signs without overflow and without 1 - sigmoid
+        e = np.exp(-np.abs(x))
+        big, small = 1.0 / (1.0 + e), e / (1.0 + e)
+        s_pos = np.where(x >= 0, big, small)
+        s_neg = np.where(x >= 0, small, big)
+    return x, a, b, sp_neg, sp_pos, s_pos, s_neg
+
+
+def sigmoid_xent(labels, logits, pos_weight=None):
+    """(loss, grad) of sigmoid cross-entropy, elementwise, the shape of logits."""
+    x, a, b, sp_neg, sp_pos, s_pos, s_neg = _sigmoid_parts(labels, logits, pos_weight)
+    with np.errstate(all="ignore"):
+        loss = np.where(a != 0, a * sp_neg, 0.0) + np.where(b != 0, b * sp_pos, 0.0)
+        loss = np.where(np.isnan(x), np.nan, loss)
+        grad = b * s_pos - a * s_neg
+    return loss, grad
+
+
+def error_scale_sigmoid_loss(labels, logits, pos_weight=None):
+    _, a, b, sp_neg, sp_pos, _, _ = _sigmoid_parts(labels, logits, pos_weight)
+    with np.errstate(all="ignore"):
+        return np.where(a != 0, np.abs(a) * sp_neg, 0.0) + np.where(b != 0, np.abs(b) * sp_pos, 0.0)
+
+
+def error_scale_sigmoid_grad(labels, logits, pos_weight=None):
+    _, a, b, _, _, s_pos, s_neg = _sigmoid_parts(labels, logits, pos_weight)
+    with np.errstate(all="ignore"):
+        return np.abs(b) * s_pos + np.abs(a) * s_neg
+
+
+def _clip_bounds(epsilon, clip_dtype):
+    t = np.dtype(clip_dtype).type
+    return float(t(epsilon)), float(t(1.0 - epsilon))
+
+
+def _categorical_p(target, output, axis, epsilon, clip_dtype):
+    t, restore_loss, _ = as_rows(target, axis)
+    o, _, _ = as_rows(output, axis)
+    lo, hi = _clip_bounds(epsilon, clip_dtype)
+    with np.errstate(all="ignore"):
+        p = np.clip(o / o.sum(axis=1, keepdims=True), lo, hi)
+    return t, p, restore_loss
+
+
+def categorical_crossentropy(target, output, axis=-1, epsilon=1e-7, clip_dtype=np.float64):
+    """Keras's loss on probabilities (from_logits=False), one value per row."""
+    t, p, restore_loss = _categorical_p(target, output, axis, epsilon, clip_dtype)
+    with np.errstate(all="ignore"):
+        loss = -np.where(t != 0, t * np.log(p), 0.0).sum(axis=1)
+    return restore_loss(loss)
+
+
+def error_scale_categorical_crossentropy(target, output, axis=-1, epsilon=1e-7,
+                                         clip_dtype=np.float64):
+    """sum |t| (|log p| + 1): p = o / sum(o) is rounded once to the computation
+    dtype before its log, an absolute error of an ulp of 1 in log p."""
+    t, p, restore_loss = _categorical_p(target, output, axis, epsilon, clip_dtype)
+    with np.errstate(all="ignore"):
+        return restore_loss(np.where(t != 0, np.abs(t) * (np.abs(np.log(p)) + 1.0), 0.0).sum(axis=1))
+
+
+def _binary_parts(target, output, epsilon, clip_dtype):
+    t = np.array(target, dtype=np.float64)
+    o = np.array(output, dtype=np.float64)
+    assert t.shape == o.shape
+    lo, hi = _clip_bounds(epsilon, clip_dtype)
+    with np.errstate(all="ignore"):
+        p = np.clip(o, lo, hi)
+        return t, 1.0 - t, np.log(p), np.log1p(-p)
+
+
+def binary_crossentropy(target, output, epsilon=1e-7, clip_dtype=np.float64):
+    """Keras's elementwise binary cross-entropy on probabilities (from_logits=False)."""
+    a, b, log_p, log_q = _binary_parts(target, output, epsilon, clip_dtype)
+    with np.errstate(all="ignore"):
+        loss = -(np.where(a != 0, a * log_p, 0.0) + np.where(b != 0, b * log_q, 0.0))
+        return np.where(np.isnan(log_p), np.nan, loss)
+
+
+def error_scale_binary_crossentropy(target, output, epsilon=1e-7, clip_dtype=np.float64):
+    a, b, log_p, log_q = _binary_parts(target, output, epsilon, clip_dtype)
+    with np.errstate(all="ignore"):
+        return np.where(a != 0, np.abs(a * log_p), 0.0) + np.where(b != 0, np.abs(b * log_q), 0.0)

@@ -15,14 +15,22 @@ from ._api import (
     softmax_cross_entropy_with_logits,
     sparse_softmax_cross_entropy_with_logits,
 )
+from ._binary import (
+    binary_crossentropy,
+    categorical_crossentropy,
+    sigmoid_cross_entropy_with_logits,
+)
 
 __all__ = [
     "__version__",
+    "binary_crossentropy",
+    "categorical_crossentropy",
     "cross_entropy",
     "log_softmax",
     "logsumexp",
     "openmp_enabled",
     "show_config",
+    "sigmoid_cross_entropy_with_logits",
     "softmax",
     "softmax_cross_entropy_with_logits",
     "sparse_softmax_cross_entropy_with_logits",
