@@ -23,16 +23,18 @@ from ._api import (
 _REDUCTIONS = ("none", "sum", "mean")
 
 
-def _class_targets(target, lg, ignore_index):
-    """Flat int64 class indices, checked to lie in [0, C) or equal ignore_index
-    (ignored rows become -1 for the kernel), and the mask of counted rows."""
+def _class_targets(target, lg, ignore_index, weight):
+    """Flat int64 class indices for the kernel (-1 for ignored rows), checked to
+    lie in [0, C) or equal ignore_index, and the "mean" denominator: the number
+    of counted rows, or the sum of their class weights."""
     if target.shape != lg.batch_shape:
         raise ValueError(
             "class-index target must have the shape of logits without the class axis "
             f"(axis {lg.axis}), got target.shape={target.shape} and logits.shape={lg.arr.shape}"
         )
     flat = np.ascontiguousarray(target, dtype=target.dtype.newbyteorder("=")).reshape(-1)
-    bad = _kernels.first_label_out_of_range(flat, lg.n_classes, True, ignore_index)
+    labels = np.empty(flat.shape, np.int64)
+    bad, denominator = _kernels.class_targets(flat, lg.n_classes, ignore_index, labels, weight)
     if bad >= 0:
         where = ", ".join(str(int(i)) for i in np.unravel_index(bad, target.shape))
         name = f"target[{where}]" if target.ndim else "target"
@@ -40,9 +42,7 @@ def _class_targets(target, lg, ignore_index):
             f"{name} = {flat[bad].item()} is outside the valid range [0, {lg.n_classes}) "
             f"and is not ignore_index={ignore_index}"
         )
-    labels = flat.astype(np.int64, copy=True)  # our own copy: ignored rows are marked -1
-    labels[flat == ignore_index] = -1
-    return labels
+    return labels, denominator
 
 
 def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="mean",
@@ -129,8 +129,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     n_rows, n_classes = lg.rows.shape
     tgt = np.asarray(target)
     if tgt.dtype.kind in "iu":
-        labels = _class_targets(tgt, lg, ignore_index)
-        probs = None
+        labels = probs = None  # after the weights: their sum over counted rows is the denominator
     elif tgt.dtype.kind == "f":
         if tgt.shape != lg.arr.shape:
             raise ValueError(
@@ -163,12 +162,10 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("target", tgt, False)])
 
     # the denominator of "mean", before anything is computed
-    if labels is None:
-        denominator = float(n_rows)
-    elif weight is None:
-        denominator = float(np.count_nonzero(labels >= 0))
+    if probs is None:
+        labels, denominator = _class_targets(tgt, lg, ignore_index, w if weight is not None else None)
     else:
-        denominator = float(np.sum(w[labels[labels >= 0]], dtype=np.float64))
+        denominator = float(n_rows)
     if reduction == "mean":
         gscale = 1.0 / denominator if denominator != 0 else 0.0
     else:

@@ -353,6 +353,31 @@ def logsumexp(const floating[:, ::1] logits, floating[::1] out, int n_threads,
                                   &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
 
 
+def class_targets(const any_int[::1] labels, Py_ssize_t n_classes, int64_t ignore,
+                  int64_t[::1] out, const floating[::1] weight):
+    """One pass over class-index targets: out[i] = labels[i], or -1 where it
+    equals `ignore`; returns (index of the first label outside [0, n_classes)
+    that is not `ignore`, or -1; the number of counted rows, or with `weight`
+    the sum of weight[label] over them, in double)."""
+    cdef Py_ssize_t i, bad = -1
+    cdef any_int v
+    cdef double total = 0.0
+    cdef bint with_weight = weight is not None
+    with nogil:
+        for i in range(labels.shape[0]):
+            v = labels[i]
+            # equal to `ignore` as numbers (a uint64 never equals a negative one)
+            if (v < 0) == (ignore < 0) and <int64_t>v == ignore:
+                out[i] = -1
+                continue
+            if v < 0 or <uint64_t>v >= <uint64_t>n_classes:
+                bad = i
+                break
+            out[i] = <int64_t>v
+            total += weight[<Py_ssize_t>v] if with_weight else 1.0
+    return bad, total
+
+
 def first_label_out_of_range(const any_int[::1] labels, Py_ssize_t n_classes,
                              bint has_ignore=False, int64_t ignore=0):
     """Index of the first label outside [0, n_classes) (and, with has_ignore,

@@ -527,6 +527,7 @@ static inline VT SUF(log1p_pos)(VT s) {
 
 typedef struct {
     VT m, s, sy, yz, ymin; /* row max, s, label sum, sum y (x - m), least label */
+    VT swz;                /* sum over classes of w_j (x_j - m), with class weights */
     VIT bad, undefined;    /* NaN present; NaN present or every element -inf */
 } SUF(lanes);
 
@@ -539,7 +540,10 @@ static inline VT SUF(lanes_lse)(const SUF(lanes) *L) {
 }
 
 /* Statistics of rows [0, nr) (nr <= NL) of x with n <= SMALL_N columns. */
-static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L) {
+/* y (or NULL): dense labels, gathered per column; wcol (or NULL): one weight
+ * per column, the same for every row */
+static inline void SUF(lane_stats)(const T *x, const T *y, const T *wcol, ptrdiff_t nr, ptrdiff_t n,
+                                   SUF(lanes) *L) {
     VIT rowoff;
     for (int i = 0; i < NL; i++) rowoff[i] = i * n;
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
@@ -550,7 +554,7 @@ static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff
         m = SUF(vmax)(v, m);
         bad |= v != v;
     }
-    VT rest = zero, sy = zero, yz = zero, cnt = zero, ymin = zero;
+    VT rest = zero, sy = zero, yz = zero, cnt = zero, ymin = zero, swz = zero;
     for (ptrdiff_t j = 0; j < n; j++) {
         VT v = cols[j];
         VIT tie = v == m;
@@ -563,8 +567,11 @@ static inline void SUF(lane_stats)(const T *x, const T *y, ptrdiff_t nr, ptrdiff
             yz += SUF(sel)(w != zero, w * z, zero);
             ymin = SUF(vmin)(w, ymin);
         }
+        if (wcol && wcol[j] != 0)
+            swz += wcol[j] * z;
     }
     L->ymin = ymin;
+    L->swz = swz;
     L->m = m;
     L->s = (cnt - 1) + rest;
     L->sy = sy;
@@ -583,7 +590,7 @@ static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         const T *xb = x + r0 * n, *yb = y + r0 * n;
         SUF(lanes) L;
-        SUF(lane_stats)(xb, yb, nr, n, &L);
+        SUF(lane_stats)(xb, yb, NULL, nr, n, &L);
         VT lv = SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) * L.sy - L.yz);
         if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
         if (lse) {
@@ -613,42 +620,69 @@ static void SUF(dense_rows_small)(const T *x, const T *y, T *loss, T *g, ptrdiff
     }
 }
 
-/* labels[i] < 0 marks an ignored row: loss 0 and a zero gradient row.
- * The gradient is scaled by gscale. */
+/* labels[i] < 0 marks an ignored row: loss 0 and a zero gradient row.  With
+ * class weights w (or NULL) and label smoothing eps, PyTorch's cross_entropy
+ * (see class_row for the formulas); the gradient is scaled by gscale. */
 static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T *g,
-                                   ptrdiff_t nrows, ptrdiff_t n, T gscale, T *lse) {
+                                   ptrdiff_t nrows, ptrdiff_t n, T gscale, T *lse, const T *w, T eps) {
     VIT rowidx[SMALL_N];
     VT col[SMALL_N];          /* column of each element, as T (compared as T) */
+    VT wk[SMALL_N];           /* the class weight of each element */
+    T W = 0;
+    for (ptrdiff_t j = 0; j < n; j++) W += w ? w[j] : 1;
     for (ptrdiff_t k = 0; k < n; k++)
-        for (int i = 0; i < NL; i++) { rowidx[k][i] = (k * NL + i) / n; col[k][i] = (T)((k * NL + i) % n); }
+        for (int i = 0; i < NL; i++) {
+            ptrdiff_t c = (k * NL + i) % n;
+            rowidx[k][i] = (k * NL + i) / n;
+            col[k][i] = (T)c;
+            wk[k][i] = w ? w[c] : 1;
+        }
+    T keep1 = 1 - eps, B = eps / (T)n;
     VT nan = SUF(splat)((T)NAN), zero = SUF(splat)(0);
     for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         const T *xb = x + r0 * n;
         VIT labpos;
-        VT lab, keep;  /* keep: 1 for a counted row, 0 for an ignored one */
+        VT lab, keep, wy;  /* keep: 1 for a counted row, 0 for an ignored one; wy: w[label] */
         for (int i = 0; i < NL; i++) {
             ptrdiff_t li = i < nr ? (ptrdiff_t)labels[r0 + i] : 0;
             keep[i] = (T)(li >= 0);
             li = li >= 0 ? li : 0;
             lab[i] = (T)li;
             labpos[i] = i * n + li;
+            wy[i] = w ? w[li] : 1;
         }
         SUF(lanes) L;
-        SUF(lane_stats)(xb, NULL, nr, n, &L);
+        SUF(lane_stats)(xb, NULL, eps > 0 ? (w ? w : NULL) : NULL, nr, n, &L);
+        if (eps > 0 && !w) {          /* unweighted smoothing: sum_j z_j over the row */
+            VIT rowoff;
+            for (int i = 0; i < NL; i++) rowoff[i] = i * n;
+            L.swz = zero;
+            for (ptrdiff_t j = 0; j < n; j++) {
+                VT v = SUF(gather)(xb + j, rowoff, nr, 0);
+                L.swz += SUF(sel)(v == L.m, zero, v - L.m);
+            }
+        }
         VT xl = SUF(gather)(xb, labpos, nr, 0);
         VT zl = SUF(sel)(xl == L.m, zero, xl - L.m);
+        VT lg = SUF(log1p_pos)(L.s);
+        VT lv = keep1 * wy * (lg - zl);
+        if (eps > 0) lv += B * (lg * W - L.swz);
         VIT kept = keep != zero;   /* ignored rows are 0 even with NaN logits */
-        VT lv = SUF(sel)(kept, SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) - zl), zero);
+        lv = SUF(sel)(kept, SUF(sel)(L.undefined, nan, lv), zero);
         if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
         if (lse) {
             VT le = SUF(lanes_lse)(&L);
             if (nr == NL) SUF(store)(lse + r0, le); else SUF(store_part)(lse + r0, le, nr);
         }
         if (!g) continue;
-        VT inv = 1 / (1 + L.s);
-        /* the label's entry: -s / (1 + s) when it ties the max, else p - 1 */
-        VT glab = SUF(sel)(xl == L.m, -L.s * inv, SUF(exp_neg)(zl) * inv - 1);
+        VT inv = 1 / (1 + L.s), A = keep1 * wy + B * W;
+        VT ca = A * inv * gscale;
+        /* the label's entry: (B W - (1 - eps) w_y s) / (1 + s) when it ties the max
+         * (-s / (1 + s) without weights and smoothing), else A p_y - (1 - eps) w_y */
+        VT glab = SUF(sel)(xl == L.m, (B * W - keep1 * wy * L.s) * inv,
+                           A * SUF(exp_neg)(zl) * inv - keep1 * wy) - B * wy;
+        glab *= gscale;
         T *gb = g + r0 * n;
         ptrdiff_t total = nr * n;
         for (ptrdiff_t k = 0; k * NL < total; k++) {
@@ -656,11 +690,12 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
             VT v = r >= NL ? SUF(load)(xb + k * NL) : SUF(load_part)(xb + k * NL, r, 0);
             VT m = SUF(permute)(L.m, rowidx[k]);
             VT e = SUF(exp_neg)(SUF(sel)(v == m, zero, v - m));
-            VT gv = e * SUF(permute)(inv, rowidx[k]);
+            VT gv = e * SUF(permute)(ca, rowidx[k]);
+            if (eps > 0) gv -= (B * gscale) * wk[k];
             VIT is_label = col[k] == SUF(permute)(lab, rowidx[k]);
             gv = SUF(sel)(is_label, SUF(permute)(glab, rowidx[k]), gv);
             gv = SUF(sel)((VIT)SUF(permute)((VT)L.undefined, rowidx[k]), nan, gv);
-            gv = SUF(sel)(SUF(permute)(keep, rowidx[k]) != zero, gv * gscale, zero);
+            gv = SUF(sel)(SUF(permute)(keep, rowidx[k]) != zero, gv, zero);
             if (r >= NL) SUF(store)(gb + k * NL, gv); else SUF(store_part)(gb + k * NL, gv, r);
         }
     }
@@ -717,8 +752,8 @@ static T SUF(class_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, const T 
 /* rows with labels[i] < 0 are ignored: loss 0, zero gradient */
 static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
                             const T *w, double eps, double gscale) {
-    if (n <= SMALL_N && !w && eps == 0) {
-        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, (T)gscale, NULL);
+    if (n <= SMALL_N) {
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, (T)gscale, NULL, w, (T)eps);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
@@ -768,7 +803,7 @@ static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nro
 static void SUF(sparse_rows)(const T *x, const int64_t *labels, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n,
                              T *lse, const uint8_t *mask, ptrdiff_t mstride) {
     if (n <= SMALL_N && !mask) {
-        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, 1, lse);
+        SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, 1, lse, NULL, 0);
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++)
