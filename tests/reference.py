@@ -326,3 +326,80 @@ def error_scale_binary_crossentropy(target, output, epsilon=1e-7, clip_dtype=np.
     a, b, log_p, log_q = _binary_parts(target, output, epsilon, clip_dtype)
     with np.errstate(all="ignore"):
         return np.where(a != 0, np.abs(a * log_p), 0.0) + np.where(b != 0, np.abs(b * log_q), 0.0)
+
+
+# --------------------------------------------------------------------------
+# PyTorch's cross_entropy (nll_loss of log_softmax plus aten's label-smoothing term)
+# --------------------------------------------------------------------------
+
+def cross_entropy(logits, target, weight=None, ignore_index=-100, reduction="mean",
+                      label_smoothing=0.0, axis=-1):
+    """float64 reference; returns (loss, per-row losses) as PyTorch defines them."""
+    x = np.moveaxis(np.asarray(logits, np.float64), axis, -1)
+    c = x.shape[-1]
+    m = x.max(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logp = x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+    w = np.ones(c) if weight is None else np.asarray(weight, np.float64)
+    eps = label_smoothing
+    t = np.asarray(target)
+    if t.dtype.kind in "iu":
+        keep = t != ignore_index
+        safe = np.where(keep, t, 0).astype(np.int64)
+        nll = -np.take_along_axis(logp, safe[..., None], -1)[..., 0] * w[safe]
+        smooth = -(logp * w).sum(-1)
+        rows = np.where(keep, (1 - eps) * nll + eps / c * smooth, 0.0)
+        denominator = w[safe][keep].sum()
+    else:
+        tt = np.moveaxis(np.asarray(t, np.float64), axis, -1) * (1 - eps) + eps / c
+        with np.errstate(invalid="ignore"):
+            rows = -(np.where(tt * w != 0, tt * w * logp, 0.0)).sum(-1)
+        denominator = rows.size
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    return rows.sum() / denominator if denominator != 0 else 0.0
+
+
+# --------------------------------------------------------------------------
+# where= masks, optax's semantics
+# --------------------------------------------------------------------------
+
+def masked_softmax_parts(x, w):
+    """float64 (log_softmax, softmax, lse) over the included classes (numpy, rows last)."""
+    x = np.asarray(x, np.float64)
+    w = np.broadcast_to(w, x.shape)
+    xm = np.where(w, x, -np.inf)
+    m = xm.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.where(w, np.exp(xm - m), 0.0)
+        s = e.sum(-1, keepdims=True)
+        lse = np.log(s) + m
+        logp = np.where(w, xm - lse, -np.inf)
+        # an included NaN poisons its row's included classes
+        p = np.where(w, np.where(s > 0, e / s, np.where(np.isnan(s), np.nan, 0.0)), 0.0)
+    return logp, p, lse[..., 0]
+
+
+def masked_dense(y, x, w):
+    logp, p, _ = masked_softmax_parts(x, w)
+    w = np.broadcast_to(w, x.shape)
+    yw = np.where(w, y, 0.0)
+    with np.errstate(invalid="ignore"):
+        loss = -np.where(yw != 0, yw * logp, 0.0).sum(-1)
+    grad = np.where(w, p * yw.sum(-1, keepdims=True) - yw, 0.0)
+    return loss, grad
+
+
+def masked_sparse(labels, x, w):
+    logp, p, lse = masked_softmax_parts(x, w)
+    w = np.broadcast_to(w, x.shape)
+    none = ~w.any(-1)
+    xl = np.take_along_axis(np.asarray(x, np.float64), labels[:, None], -1)[:, 0]
+    loss = np.where(none, 0.0, lse - xl)
+    grad = p - np.where(w, np.eye(x.shape[-1])[labels], 0.0)
+    grad[np.eye(x.shape[-1], dtype=bool)[labels] & ~w] = -1   # optax: the label's own logit, gradient -1
+    grad[none] = 0
+    return loss, grad

@@ -7,45 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import xentc
-
-
-def ref_masked(x, w):
-    """float64 (log_softmax, softmax, lse) over the included classes (numpy, rows last)."""
-    x = np.asarray(x, np.float64)
-    w = np.broadcast_to(w, x.shape)
-    xm = np.where(w, x, -np.inf)
-    m = xm.max(-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e = np.where(w, np.exp(xm - m), 0.0)
-        s = e.sum(-1, keepdims=True)
-        lse = np.log(s) + m
-        logp = np.where(w, xm - lse, -np.inf)
-        # an included NaN poisons its row's included classes
-        p = np.where(w, np.where(s > 0, e / s, np.where(np.isnan(s), np.nan, 0.0)), 0.0)
-    return logp, p, lse[..., 0]
-
-
-def ref_dense(y, x, w):
-    logp, p, _ = ref_masked(x, w)
-    w = np.broadcast_to(w, x.shape)
-    yw = np.where(w, y, 0.0)
-    with np.errstate(invalid="ignore"):
-        loss = -np.where(yw != 0, yw * logp, 0.0).sum(-1)
-    grad = np.where(w, p * yw.sum(-1, keepdims=True) - yw, 0.0)
-    return loss, grad
-
-
-def ref_sparse(labels, x, w):
-    logp, p, lse = ref_masked(x, w)
-    w = np.broadcast_to(w, x.shape)
-    none = ~w.any(-1)
-    xl = np.take_along_axis(np.asarray(x, np.float64), labels[:, None], -1)[:, 0]
-    loss = np.where(none, 0.0, lse - xl)
-    grad = p - np.where(w, np.eye(x.shape[-1])[labels], 0.0)
-    grad[np.eye(x.shape[-1], dtype=bool)[labels] & ~w] = -1   # optax: the label's own logit, gradient -1
-    grad[none] = 0
-    return loss, grad
+from reference import masked_dense as ref_dense
+from reference import masked_softmax_parts as ref_masked
+from reference import masked_sparse as ref_sparse
 
 
 @given(n=st.integers(1, 12), c=st.integers(1, 80), dtype=st.sampled_from([np.float32, np.float64]),
