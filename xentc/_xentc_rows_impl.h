@@ -115,10 +115,12 @@ static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
  *   mode 3  w_j                       (L->y == NULL: the weights alone, for the
  *                                      smoothing term of class-index targets)
  * Loads past the row's end read as 0 (a label 0 contributes nothing). */
-typedef struct { const T *y, *w; T a, b; } SUF(lab);
+typedef struct { const T *y, *w; T a, b; const double *wblk; } SUF(lab);
 
+/* mode 4 is mode 3 with the weights' per-block sum, min and max precomputed in
+ * wblk (they are the same for every row): only sum w (x - bm) is accumulated */
 static inline int SUF(lab_mode)(const SUF(lab) *L) {
-    return !L ? 0 : L->y ? (L->w ? 2 : 1) : (L->w ? 3 : 0);
+    return !L ? 0 : L->y ? (L->w ? 2 : 1) : L->w ? (L->wblk ? 4 : 3) : 0;
 }
 
 /* labels j .. j + NL (only the first r when r < NL) */
@@ -126,13 +128,13 @@ static inline __attribute__((always_inline)) VT SUF(lab_load)(const SUF(lab) *L,
                                                               ptrdiff_t r, int mode) {
     VT y = SUF(splat)(0), w = y;
     if (mode == 1 || mode == 2) y = r >= NL ? SUF(load)(L->y + j) : SUF(load_part)(L->y + j, r, 0);
-    if (mode == 2 || mode == 3) w = r >= NL ? SUF(load)(L->w + j) : SUF(load_part)(L->w + j, r, 0);
+    if (mode >= 2) w = r >= NL ? SUF(load)(L->w + j) : SUF(load_part)(L->w + j, r, 0);
     return mode == 1 ? y : mode == 2 ? w * (y * L->a + L->b) : w;
 }
 
 static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
     return mode == 1 ? L->y[j] : mode == 2 ? L->w[j] * (L->y[j] * L->a + L->b)
-         : mode == 3 ? L->w[j] : (T)0;
+         : mode >= 3 ? L->w[j] : (T)0;
 }
 
 /* Scalar statistics of a block (classes j0 .. j0 + n) whose max bm is +inf or
@@ -167,9 +169,10 @@ static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a,
     VT z = v - vbm;
     a->s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
     a->c += tie;
-    if (mode) {
-        a->sy += w;
+    if (mode)
         a->yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
+    if (mode && mode != 4) {
+        a->sy += w;
         a->ymin = SUF(vmin)(w, a->ymin);
         a->ymax = SUF(vmax)(w, a->ymax);
     }
@@ -216,7 +219,8 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0); break;
     case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1); break;
     case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2); break;
-    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3); break;
+    case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3); break;
+    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 4); break;
     }
     b->m = bm;
     b->c = SUF(hcount)(a.c);
@@ -225,6 +229,33 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     b->yz = mode ? SUF(hsum)(a.yz) : 0;
     b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
     b->ymax = mode ? SUF(hmax)(a.ymax) : 0;
+    if (mode == 4) {
+        const double *wb = L->wblk + 3 * (j0 / BLOCK);
+        b->sy = wb[0];
+        b->ymin = (T)wb[1];
+        b->ymax = (T)wb[2];
+    }
+}
+
+/* per block of BLOCK classes: the sum, least and largest weight (mode 4) */
+static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
+        ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
+        double sum = 0;
+        T lo = 0, hi = 0;
+        VT vs = SUF(splat)(0);
+        ptrdiff_t j = j0;
+        for (; j + NL <= end; j += NL) vs += SUF(load)(w + j);   /* summed as block_stats does */
+        if (j < end) vs += SUF(load_part)(w + j, end - j, 0);
+        sum = SUF(hsum)(vs);
+        for (j = j0; j < end; j++) {
+            if (w[j] < lo) lo = w[j];
+            if (w[j] > hi) hi = w[j];
+        }
+        wblk[3 * (j0 / BLOCK)] = sum;
+        wblk[3 * (j0 / BLOCK) + 1] = lo;
+        wblk[3 * (j0 / BLOCK) + 2] = hi;
+    }
 }
 
 /* sum over y_j != 0 of y_j d, for a block re-referenced from its max to a
@@ -655,7 +686,7 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
         SUF(lanes) L;
         SUF(lane_stats)(xb, NULL, eps > 0 ? (w ? w : NULL) : NULL, nr, n, &L);
         if (eps > 0 && !w) {          /* unweighted smoothing: sum_j z_j over the row */
-            VIT rowoff;
+            VIT rowoff = (VIT){0};
             for (int i = 0; i < NL; i++) rowoff[i] = i * n;
             L.swz = zero;
             for (ptrdiff_t j = 0; j < n; j++) {
@@ -712,9 +743,9 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
  * at a label that ties the max, A p_y - (1 - eps) w_y = (B W - (1 - eps) w_y s) / (1 + s)
  * keeps the tiny value.  w must be given (ones) when eps > 0. */
 static T SUF(class_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, const T *w, double eps,
-                        double gscale) {
+                        double gscale, const double *wblk) {
     SUF(acc) a;
-    SUF(lab) Lw = {NULL, w, 1, 0};
+    SUF(lab) Lw = {NULL, w, 1, 0, wblk};
     T xl = x[label];
     if (!SUF(row_stats)(x, eps > 0 ? &Lw : NULL, n, &a)) {
         if (g) SUF(fill)(g, n, (T)NAN);
@@ -756,14 +787,19 @@ static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, pt
         SUF(sparse_rows_small)(x, labels, loss, g, nrows, n, (T)gscale, NULL, w, (T)eps);
         return;
     }
+    double *wblk = NULL;   /* the weights' block sums, once for all rows of the chunk */
+    if (eps > 0 && w && (wblk = (double *)malloc(sizeof(double) * 3 * (size_t)(n / BLOCK + 1))))
+        SUF(weight_blocks)(w, n, wblk);
     for (ptrdiff_t i = 0; i < nrows; i++) {
         if (labels[i] < 0) {
             loss[i] = 0;
             if (g) SUF(fill)(g + i * n, n, 0);
             continue;
         }
-        loss[i] = SUF(class_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n, w, eps, gscale);
+        loss[i] = SUF(class_row)(x + i * n, (ptrdiff_t)labels[i], g ? g + i * n : NULL, n, w, eps,
+                                 gscale, wblk);
     }
+    free(wblk);
 }
 
 /* probability targets t with weights w (ones when eps > 0 and no weights) and
@@ -776,7 +812,7 @@ static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrow
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
-        SUF(lab) L = {t + i * n, w, (T)(1 - eps), (T)(eps / (double)n)};
+        SUF(lab) L = {t + i * n, w, (T)(1 - eps), (T)(eps / (double)n), NULL};
         loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, (T)gscale, 0, NULL, NULL, NULL);
     }
 }
@@ -793,7 +829,7 @@ static void SUF(dense_rows)(const T *x, const T *y, T *loss, T *g, ptrdiff_t nro
         return;
     }
     for (ptrdiff_t i = 0; i < nrows; i++) {
-        SUF(lab) L = {y + i * n, NULL, 1, 0};
+        SUF(lab) L = {y + i * n, NULL, 1, 0, NULL};
         loss[i] = SUF(dense_row)(x + i * n, &L, g ? g + i * n : NULL, n, 1, rtol,
                                  invalid ? invalid + i : NULL, lse ? lse + i : NULL,
                                  mask ? mask + i * mstride : NULL);
