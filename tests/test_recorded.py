@@ -73,3 +73,39 @@ def test_where_equals_recorded_optax(case):
                                                              return_grad=True)
     np.testing.assert_allclose(loss, np.array(case["loss"]), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(grad, np.array(case["grad"]), rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------
+# live comparisons, when the frameworks are importable (not in CI)
+# --------------------------------------------------------------------------
+
+def test_live_tensorflow_sparse_and_dense():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(11)
+    x = (rng.normal(size=(64, 37)) * 3).astype(np.float32)
+    labels = rng.integers(0, 37, 64)
+    dense = xentc.softmax(rng.normal(size=(64, 37)).astype(np.float32))
+    for sparse in (True, False):
+        xv = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            loss = (tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=xv) if sparse
+                    else tf.nn.softmax_cross_entropy_with_logits(labels=dense, logits=xv))
+            total = tf.reduce_sum(loss)
+        tf_grad = tape.gradient(total, xv).numpy()
+        ours = (xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True) if sparse
+                else xentc.softmax_cross_entropy_with_logits(dense, x, return_grad=True))
+        np.testing.assert_allclose(ours[0], loss.numpy(), **tol("float32"))
+        np.testing.assert_allclose(ours[1], tf_grad, **tol("float32"))
+
+
+def test_live_optax_where():
+    optax = pytest.importorskip("optax")
+    jnp = pytest.importorskip("jax.numpy")
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(16, 9)).astype(np.float32)
+    where = rng.random((16, 9)) < 0.6
+    labels = rng.integers(0, 9, 16)
+    want = np.asarray(optax.softmax_cross_entropy_with_integer_labels(
+        jnp.asarray(x), jnp.asarray(labels), where=jnp.asarray(where)))
+    got = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, where=where)
+    np.testing.assert_allclose(got, want, **tol("float32"))
