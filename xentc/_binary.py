@@ -286,6 +286,19 @@ def sigmoid_cross_entropy_with_logits(labels, logits, *, pos_weight=None, return
     return loss, lg.result(g.reshape(-1))
 
 
+def _keras_arguments(target, output, from_logits, epsilon, num_threads):
+    """The checks both Keras-style losses open with: flags, epsilon, threads,
+    real dtypes and equal shapes of target and output."""
+    from_logits = _check_flag("from_logits", from_logits)
+    eps = _check_epsilon(epsilon)
+    n_threads = _resolve_num_threads(num_threads)
+    out_arr, t_arr = np.asarray(output), np.asarray(target)
+    _dtypes("output", out_arr.dtype)
+    _dtypes("target", t_arr.dtype)
+    _same_shape("target", t_arr, "output", out_arr)
+    return from_logits, eps, n_threads, t_arr, out_arr
+
+
 def categorical_crossentropy(target, output, *, from_logits=False, axis=-1, epsilon=1e-7,
                              num_threads=None):
     """Keras's categorical cross-entropy, row by row, with a check of `output`.
@@ -360,13 +373,8 @@ def categorical_crossentropy(target, output, *, from_logits=False, axis=-1, epsi
     >>> float(xentc.categorical_crossentropy([0.0, 1.0], [2.0, 3.0], from_logits=True))
     0.3132616875182228
     """
-    from_logits = _check_flag("from_logits", from_logits)
-    eps = _check_epsilon(epsilon)
-    n_threads = _resolve_num_threads(num_threads)
-    out_arr, t_arr = np.asarray(output), np.asarray(target)
-    _dtypes("output", out_arr.dtype)
-    _dtypes("target", t_arr.dtype)
-    _same_shape("target", t_arr, "output", out_arr)
+    from_logits, eps, n_threads, t_arr, out_arr = _keras_arguments(
+        target, output, from_logits, epsilon, num_threads)
     if out_arr.ndim == 0:
         raise ValueError("output must have at least one dimension (the classes), got a 0-d array")
     ax = _normalize_axis(axis, out_arr.ndim, "output")
@@ -468,13 +476,8 @@ def binary_crossentropy(target, output, *, from_logits=False, epsilon=1e-7, num_
     >>> print(xentc.binary_crossentropy([1, 0, 0, 0], [0.73, 0.26, 0.05, 0.05]).sum().round(4))
     0.7184
     """
-    from_logits = _check_flag("from_logits", from_logits)
-    eps = _check_epsilon(epsilon)
-    n_threads = _resolve_num_threads(num_threads)
-    out_arr, t_arr = np.asarray(output), np.asarray(target)
-    _dtypes("output", out_arr.dtype)
-    _dtypes("target", t_arr.dtype)
-    _same_shape("target", t_arr, "output", out_arr)
+    from_logits, eps, n_threads, t_arr, out_arr = _keras_arguments(
+        target, output, from_logits, epsilon, num_threads)
     if from_logits:
         return sigmoid_cross_entropy_with_logits(t_arr, out_arr, num_threads=n_threads)
     el = _Elements("output", out_arr)
