@@ -22,6 +22,10 @@
 #   sparse_xent: loss = log1p(s) - z_label, grad = softmax(x) - onehot(label)
 #   softmax = exp(z) / (1 + s), log_softmax = z - log1p(s),
 #   logsumexp = M + log1p(s)
+#   score:       the sparse (or, with dense labels y, the dense) loss, the
+#                confidence max softmax = 1 / (1 + s) and the label's rank
+#                #{j : x_j > x_label} (top-k hit: rank < k), all from the
+#                read that finds M and s; nothing N x C is written
 
 import os
 
@@ -73,6 +77,12 @@ cdef extern from "_xentc_rows.h" nogil:
                           double rtol) noexcept nogil
         void (*check_f64)(const double *y, int8_t *invalid, Py_ssize_t nrows, Py_ssize_t n,
                           double rtol) noexcept nogil
+        void (*score_f32)(const float *x, const int64_t *labels, const float *y, float *loss,
+                          float *lse, float *pmax, int64_t *rank, Py_ssize_t nrows, Py_ssize_t n,
+                          double rtol, int8_t *invalid) noexcept nogil
+        void (*score_f64)(const double *x, const int64_t *labels, const double *y, double *loss,
+                          double *lse, double *pmax, int64_t *rank, Py_ssize_t nrows, Py_ssize_t n,
+                          double rtol, int8_t *invalid) noexcept nogil
         void (*exp_f32)(const float *x, float *y, Py_ssize_t n) noexcept nogil
         void (*exp_f64)(const double *x, double *y, Py_ssize_t n) noexcept nogil
     const xentc_rows_table *xentc_rows
@@ -290,6 +300,40 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
                                   &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                   &lse[r0] if with_lse else NULL,
                                   &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
+
+
+def score(const floating[:, ::1] logits, const int64_t[::1] labels, const floating[:, ::1] dense,
+          floating[::1] loss, floating[::1] pmax, int64_t[::1] rank, int n_threads,
+          floating[::1] lse=None, double rtol=0.0, int8_t[::1] invalid=None):
+    """Per row: loss, max probability pmax and the rank of the label's logit
+    (the number of logits strictly greater), in one read of the logits.
+
+    labels: class indices in [0, n_classes) (checked by the caller); with
+    `dense` (dense labels, or None) the loss is the dense cross-entropy and
+    labels must hold each dense row's argmax.  `invalid` (dense only) flags
+    rows whose labels are not a distribution within rtol; `lse` receives each
+    row's log-sum-exp.  Undefined rows (NaN, all -inf) get NaN loss and pmax
+    and rank n_classes.
+    """
+    cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
+    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef int nt = team_size(n_threads, n_rows, n)
+    cdef bint with_dense = dense is not None, with_lse = lse is not None
+    cdef bint with_check = invalid is not None
+    if n_rows == 0:
+        return
+    for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
+        r0 = c * chunk
+        if floating is float:
+            xentc_rows.score_f32(&logits[r0, 0], &labels[r0], &dense[r0, 0] if with_dense else NULL,
+                                 &loss[r0], &lse[r0] if with_lse else NULL, &pmax[r0], &rank[r0],
+                                 min(chunk, n_rows - r0), n, rtol,
+                                 &invalid[r0] if with_check else NULL)
+        else:
+            xentc_rows.score_f64(&logits[r0, 0], &labels[r0], &dense[r0, 0] if with_dense else NULL,
+                                 &loss[r0], &lse[r0] if with_lse else NULL, &pmax[r0], &rank[r0],
+                                 min(chunk, n_rows - r0), n, rtol,
+                                 &invalid[r0] if with_check else NULL)
 
 
 def softmax(const floating[:, ::1] logits, floating[:, ::1] out, int n_threads,

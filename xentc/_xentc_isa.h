@@ -84,6 +84,7 @@ static const xentc_rows_table ISUF(table) = {
     CAT(class_rows_f32_, ISA), CAT(class_rows_f64_, ISA),
     CAT(prob_rows_f32_, ISA), CAT(prob_rows_f64_, ISA),
     CAT(check_labels_f32_, ISA), CAT(check_labels_f64_, ISA),
+    CAT(score_rows_f32_, ISA), CAT(score_rows_f64_, ISA),
     CAT(exp_f32_, ISA), CAT(exp_f64_, ISA),
 };
 
