@@ -48,6 +48,8 @@ __all__ = [
     "error_scale_sparse_loss",
     "log_softmax",
     "logsumexp",
+    "score",
+    "score_rows",
     "softmax",
     "sparse_xent",
 ]
@@ -403,3 +405,61 @@ def masked_sparse(labels, x, w):
     grad[np.eye(x.shape[-1], dtype=bool)[labels] & ~w] = -1   # optax: the label's own logit, gradient -1
     grad[none] = 0
     return loss, grad
+
+
+# --------------------------------------------------------------------------
+# scoring (xentc.score): loss, perplexity, accuracy, top-k, calibration
+# --------------------------------------------------------------------------
+
+def score_rows(logits, labels, axis=-1):
+    """Per row (loss, class, confidence, sorted logits descending) in float64.
+
+    Integer labels: the sparse loss; real labels: the dense loss and the class
+    is the row's first argmax.  Confidence is the largest softmax probability.
+    """
+    x, _, _ = as_rows(logits, axis)
+    lab = np.asarray(labels)
+    if lab.dtype.kind == "f":
+        loss = np.asarray(dense_xent(lab, logits, axis)[0], np.float64).reshape(-1)
+        cls = np.argmax(as_rows(lab, axis)[0], axis=1)
+    else:
+        cls = lab.reshape(-1).astype(np.int64)
+        loss = np.asarray(sparse_xent(cls, x)[0], np.float64).reshape(-1)
+    conf = softmax(x).max(axis=1)
+    return loss, cls, conf, -np.sort(-x, axis=1)
+
+
+def score(logits, labels, axis=-1, top_k=(1, 5), bins=15):
+    """xentc.score's numbers as a dict, from plain definitions.
+
+    A top-k hit: the label's logit is at least the k-th largest logit of the
+    row (so ties count in the label's favour; always a hit when k >= C).
+    ECE: sum over bins (b/bins, (b+1)/bins] of |correct_b - sum of conf_b| / N.
+    """
+    loss, cls, conf, desc = score_rows(logits, labels, axis)
+    x, _, _ = as_rows(logits, axis)
+    n, c = x.shape
+    xl = x[np.arange(n), cls]
+    undefined = np.isnan(conf)
+
+    def hits(k):
+        kth = desc[:, min(k, c) - 1]
+        return (xl >= kth) & ~undefined
+
+    correct = hits(1)
+    ece = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        inside = (conf > lo) & (conf <= hi) if b else (conf <= hi)
+        if inside.any():
+            ece += abs(correct[inside].sum() - conf[inside].sum()) / n
+    mean = loss.mean() if n else np.nan
+    return {
+        "rows": n,
+        "loss_sum": loss.sum(),
+        "mean_loss": mean,
+        "perplexity": np.exp(mean),
+        "accuracy": correct.mean() if n else np.nan,
+        "top_k_accuracy": {k: (hits(k).mean() if n else np.nan) for k in top_k},
+        "expected_calibration_error": np.nan if undefined.any() or not n else ece,
+    }

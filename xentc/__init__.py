@@ -2,7 +2,9 @@
 
 Loss and gradient in one fused pass (the gradient written in place when
 asked), for dense (probability) and sparse (integer) labels, plus the
-softmax family they are built from.  See the README for the semantics.
+softmax family they are built from, and `score` (loss, perplexity,
+accuracy, top-k and calibration, streamed over memory-mapped files).
+`xentc.dask` (optional) runs the losses and `score` on Dask arrays.  See the README for the semantics.
 """
 from ._version import __version__
 from ._cross_entropy import cross_entropy
@@ -15,6 +17,7 @@ from ._api import (
     softmax_cross_entropy_with_logits,
     sparse_softmax_cross_entropy_with_logits,
 )
+from ._score import ScoreResult, score
 from ._binary import (
     binary_crossentropy,
     categorical_crossentropy,
@@ -22,6 +25,7 @@ from ._binary import (
 )
 
 __all__ = [
+    "ScoreResult",
     "__version__",
     "binary_crossentropy",
     "categorical_crossentropy",
@@ -29,6 +33,7 @@ __all__ = [
     "log_softmax",
     "logsumexp",
     "openmp_enabled",
+    "score",
     "show_config",
     "sigmoid_cross_entropy_with_logits",
     "softmax",

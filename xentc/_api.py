@@ -145,12 +145,14 @@ class _Rows:
 
     arr:         numpy.asarray of what the user passed (original layout and dtype)
     axis:        the class axis of arr, normalised to [0, ndim)
-    rows:        the (n_rows, n_classes) array handed to the kernels
+    rows:        the (n_rows, n_classes) array handed to the kernels (None with
+                 materialize=False: only the checks and the metadata, no copy)
+    moved:       arr with the class axis moved last (a view)
     owned:       rows is a buffer of our own (a copy), so a kernel may overwrite it
     batch_shape: arr.shape without the class axis (the shape of per-row results)
     """
 
-    def __init__(self, name, data, axis, cdtype=None):
+    def __init__(self, name, data, axis, cdtype=None, materialize=True):
         self.arr = np.asarray(data)
         if self.arr.ndim == 0:
             raise ValueError(
@@ -169,6 +171,10 @@ class _Rows:
                 f"{name} has 0 classes along axis {self.axis} ({name}.shape={self.arr.shape}): "
                 "softmax over an empty set of classes is undefined"
             )
+        self.moved = moved
+        if not materialize:  # metadata and checks only (xentc.score streams the rows in batches)
+            self.rows, self.owned = None, False
+            return
         self.rows = np.ascontiguousarray(moved.reshape(-1, self.n_classes), dtype=self.cdtype)
         # a copy made here (or an array made from a list) may be overwritten by a kernel
         self.owned = isinstance(data, (list, tuple)) or (
@@ -312,7 +318,7 @@ def _sparse_labels(labels, lg):
         )
     if lab.shape != lg.batch_shape:
         raise ValueError(
-            "labels must have the shape of logits without its last (class) axis, got "
+            f"labels must have the shape of logits without its class axis (axis {lg.axis}), got "
             f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
         )
     flat = np.ascontiguousarray(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
