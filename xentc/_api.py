@@ -308,6 +308,15 @@ def _raise_invalid_labels(lb, invalid, rtol):
     )
 
 
+def _check_sparse_shape(lab, lg):
+    """Integer labels must have the shape of the logits without the class axis."""
+    if lab.shape != lg.batch_shape:
+        raise ValueError(
+            f"labels must have the shape of logits without its class axis (axis {lg.axis}), got "
+            f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
+        )
+
+
 def _sparse_labels(labels, lg):
     """Integer class indices as a flat int64 array, checked to lie in [0, C)."""
     lab = np.asarray(labels)
@@ -316,11 +325,7 @@ def _sparse_labels(labels, lg):
             f"labels must be integer class indices, got labels.dtype={lab.dtype}; for class "
             "probabilities (one-hot or soft labels) use softmax_cross_entropy_with_logits"
         )
-    if lab.shape != lg.batch_shape:
-        raise ValueError(
-            f"labels must have the shape of logits without its class axis (axis {lg.axis}), got "
-            f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
-        )
+    _check_sparse_shape(lab, lg)
     flat = np.ascontiguousarray(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
     bad = _kernels.first_label_out_of_range(flat, lg.n_classes)
     if bad >= 0:

@@ -25,6 +25,7 @@ import numpy as np
 from . import _kernels
 from ._api import (
     _check_flag,
+    _check_sparse_shape,
     _label_rtol,
     _raise_invalid_labels,
     _resolve_num_threads,
@@ -196,11 +197,14 @@ class _Labels:
     """The labels of a score call: integer class indices (`flat`, int64,
     checked) or dense probabilities (`dense`, a metadata-only _Rows)."""
 
-    def __init__(self, labels, lg):
+    def __init__(self, labels, lg, check_values=True):
         lab = np.asarray(labels)
         self.flat = self.dense = None
         if lab.dtype.kind in "iu":
-            _, self.flat = _sparse_labels(lab, lg)  # N values: checked once, before any batch
+            if check_values:
+                _, self.flat = _sparse_labels(lab, lg)  # N values: checked once, before any batch
+            else:  # metadata only (xentc.dask: each chunk checks its own values)
+                _check_sparse_shape(lab, lg)
         elif lab.dtype.kind == "f":
             if lab.shape != lg.arr.shape:
                 raise ValueError(
