@@ -88,3 +88,35 @@ def test_return_shapes_of_the_public_functions():
     assert len(xentc.softmax_cross_entropy_with_logits(np.full((2, 3), 1 / 3), x, return_grad=True)) == 2
     assert not isinstance(xentc.sparse_softmax_cross_entropy_with_logits([0, 1], x), tuple)
     assert len(xentc.sparse_softmax_cross_entropy_with_logits([0, 1], x, return_grad=True)) == 2
+
+
+def test_import_xentc_imports_neither_dask_nor_tqdm():
+    import subprocess
+    import sys
+
+    code = ("import sys, xentc; "
+            "print(sorted(m for m in ('dask', 'distributed', 'tqdm') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
+
+
+def test_xentc_dask_without_dask_names_the_extra():
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['dask'] = None; import xentc.dask"  # as if dask were missing
+    run = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines()[-1] == (
+        'ImportError: xentc.dask needs Dask: install it with `pip install "xentc[dask]"` '
+        "(dask[array,distributed])")
+
+
+def test_the_sample_is_installed_with_the_package():
+    from importlib.resources import files
+
+    assert (files("xentc") / "data" / "sample.npz").is_file()
+    dist = importlib.metadata.distribution("xentc")
+    assert any(str(f).replace("\\", "/").endswith("xentc/data/sample.npz") for f in dist.files)
+    assert any(e.name == "xentc" for e in dist.entry_points if e.group == "console_scripts")

@@ -324,3 +324,10 @@ def test_logit_errors():
         xentc.score(np.zeros((4, 2), complex), np.zeros(4, np.int64))
     with pytest.raises(ValueError, match=r"logits must have at least one dimension"):
         xentc.score(3.0, 0)
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(_score, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 6 and result.failed == 0

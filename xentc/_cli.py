@@ -197,8 +197,10 @@ def _score_dask(args, x_path, y_path):
 
         return da.from_array(np.asarray(arr))  # .npz: read here, sent to the workers
 
-    try:
-        client = Client(args.scheduler, timeout="10s")
+    import dask
+
+    try:  # waits as long as Dask's configuration says (distributed.comm.timeouts.connect)
+        client = Client(args.scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
     except (OSError, TimeoutError, ValueError, TypeError) as exc:
         raise _InputError(f"cannot connect to the Dask scheduler at {args.scheduler!r}: "
                           f"{_one_line(exc)}") from None
