@@ -229,3 +229,23 @@ def test_installed_commands(command, files_dir, tmp_path):
                          capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr == f"xentc score: error: LABELS file '{d}/nope.npy' does not exist\n"
+
+
+def test_the_readme_shows_what_xentc_score_prints(capsys):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "pip install . && xentc score\n" in readme
+    block = re.search(r"```\n(xentc score: logits .*?)```", readme, re.S).group(1)
+    assert main(["score"]) == 0
+    out = capsys.readouterr().out
+
+    def split(text):  # words, and numbers to compare within float32 rounding
+        tokens = text.split()
+        nums = [float(t.replace(",", "")) for t in tokens if re.fullmatch(r"[\d,]+\.?\d*", t)]
+        return [t for t in tokens if not re.fullmatch(r"[\d,]+\.?\d*", t)], nums
+
+    words, nums = split(block)
+    got_words, got_nums = split(out)
+    assert words == got_words
+    np.testing.assert_allclose(got_nums, nums, rtol=1e-6)
