@@ -615,6 +615,24 @@ static T SUF(logsumexp_row)(const T *x, ptrdiff_t n, const uint8_t *mk) {
 #undef SMALL_N
 #define SMALL_N 32
 
+/* lane i holds i * n: each lane's row offset in a group of NL rows.  Built
+ * from a constant, not lane by lane (lane stores would be read back as one
+ * vector through a stalled store forward, once per group). */
+static inline VIT SUF(row_offsets)(ptrdiff_t n) {
+#if TBYTES == 4
+    typedef int32_t E;
+#else
+    typedef int64_t E;
+#endif
+    static const E iota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    VIT v;
+    __builtin_memcpy(&v, iota, sizeof v);
+    return v * ((VIT){0} + (E)n);
+}
+
+/* NL int64 labels */
+typedef int64_t SUF(v64) __attribute__((vector_size(NL * 8)));
+
 /* log1p(s) for s >= 0, lane-wise: log(u) - ((u - 1) - s) / u with u = 1 + s
  * (the correction restores what rounding 1 + s lost, so tiny s come back
  * exactly), and log(u) = e ln 2 + log(f), u = 2^e f with f in [sqrt(1/2),
@@ -665,8 +683,7 @@ static inline VT SUF(lanes_lse)(const SUF(lanes) *L) {
  * per column, the same for every row */
 static inline void SUF(lane_stats)(const T *x, const T *y, const T *wcol, ptrdiff_t nr, ptrdiff_t n,
                                    SUF(lanes) *L) {
-    VIT rowoff;
-    for (int i = 0; i < NL; i++) rowoff[i] = i * n;
+    VIT rowoff = SUF(row_offsets)(n);
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
     VT cols[SMALL_N];      /* the gathered columns, kept for the second loop */
     VIT bad = (VIT){0};
@@ -760,24 +777,22 @@ static void SUF(sparse_rows_small)(const T *x, const int64_t *labels, T *loss, T
         }
     T keep1 = 1 - eps, B = eps / (T)n;
     VT nan = SUF(splat)((T)NAN), zero = SUF(splat)(0);
+    VIT rowoff = SUF(row_offsets)(n);
     for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         const T *xb = x + r0 * n;
-        VIT labpos;
-        VT lab, keep, wy;  /* keep: 1 for a counted row, 0 for an ignored one; wy: w[label] */
-        for (int i = 0; i < NL; i++) {
-            ptrdiff_t li = i < nr ? (ptrdiff_t)labels[r0 + i] : 0;
-            keep[i] = (T)(li >= 0);
-            li = li >= 0 ? li : 0;
-            lab[i] = (T)li;
-            labpos[i] = i * n + li;
-            wy[i] = w ? w[li] : 1;
-        }
+        /* keep: 1 for a counted row, 0 for an ignored one (label < 0); wy: w[label] */
+        SUF(v64) l64 = {0};   /* the group's nr labels; the lanes past them read 0 */
+        __builtin_memcpy(&l64, labels + r0, (size_t)nr * 8);
+        VIT kept_i = __builtin_convertvector(l64 >= 0, VIT);
+        VIT li = __builtin_convertvector(l64, VIT) & kept_i;   /* in [0, n): ignored rows read 0 */
+        VT lab = __builtin_convertvector(li, VT), one = SUF(splat)(1);
+        VT keep = SUF(sel)(kept_i, one, zero);
+        VIT labpos = rowoff + li;
+        VT wy = w ? SUF(gather)(w, li, NL, 0) : one;
         SUF(lanes) L;
         SUF(lane_stats)(xb, NULL, eps > 0 ? (w ? w : NULL) : NULL, nr, n, &L);
         if (eps > 0 && !w) {          /* unweighted smoothing: sum_j z_j over the row */
-            VIT rowoff = (VIT){0};
-            for (int i = 0; i < NL; i++) rowoff[i] = i * n;
             L.swz = zero;
             for (ptrdiff_t j = 0; j < n; j++) {
                 VT v = SUF(gather)(xb + j, rowoff, nr, 0);
@@ -961,8 +976,7 @@ static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrd
         for (ptrdiff_t i = 0; i < nrows; i++) invalid[i] = (int8_t)SUF(labels_invalid)(y + i * n, n, rtol);
         return;
     }
-    VIT rowoff;   /* few classes: one row per lane, as in lane_stats */
-    for (int i = 0; i < NL; i++) rowoff[i] = i * n;
+    VIT rowoff = SUF(row_offsets)(n);   /* few classes: one row per lane, as in lane_stats */
     for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         VT sy = SUF(splat)(0), ymin = sy;
