@@ -432,19 +432,21 @@ def score_rows(logits, labels, axis=-1):
 def score(logits, labels, axis=-1, top_k=(1, 5), bins=15):
     """xentc.score's numbers as a dict, from plain definitions.
 
-    A top-k hit: the label's logit is at least the k-th largest logit of the
-    row (so ties count in the label's favour; always a hit when k >= C).
+    A top-k hit: the label is among the first k classes of a stable sort of
+    the row by decreasing logit (ties by class index; always a hit when
+    k >= C for a defined row).
     ECE: sum over bins (b/bins, (b+1)/bins] of |correct_b - sum of conf_b| / N.
     """
-    loss, cls, conf, desc = score_rows(logits, labels, axis)
+    loss, cls, conf, _ = score_rows(logits, labels, axis)
     x, _, _ = as_rows(logits, axis)
-    n, c = x.shape
-    xl = x[np.arange(n), cls]
+    n = x.shape[0]
     undefined = np.isnan(conf)
 
+    order = np.argsort(-x, axis=1, kind="stable")  # NaN rows: undefined, never a hit
+    place = np.argmax(order == cls[:, None], axis=1)
+
     def hits(k):
-        kth = desc[:, min(k, c) - 1]
-        return (xl >= kth) & ~undefined
+        return (place < k) & ~undefined
 
     correct = hits(1)
     ece = 0.0

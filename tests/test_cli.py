@@ -133,6 +133,12 @@ def _bad_files(d, logits, labels):
     (d / "empty.npy").write_bytes(b"")
     (d / "truncated.npy").write_bytes((d / "logits.npy").read_bytes()[:200])
     (d / "dir.npy").mkdir()
+    # a compressed archive whose deflated data is damaged (headers intact)
+    np.savez_compressed(d / "corrupt.npz", logits=logits, labels=labels)
+    raw = bytearray((d / "corrupt.npz").read_bytes())
+    mid = len(raw) // 3
+    raw[mid:mid + 64] = bytes(64)
+    (d / "corrupt.npz").write_bytes(bytes(raw))
 
 
 BAD = [
@@ -161,6 +167,8 @@ BAD = [
      "LABELS file '{d}/both.npz' has no array 'y' (it has 'logits', 'labels'); name one with "
      "--labels-key"),
     (["logits.npy"], "LABELS is required unless LOGITS is an .npz file"),
+    (["missing.npy"], "LOGITS file '{d}/missing.npy' does not exist"),
+    (["corrupt.npz"], "cannot read LOGITS file '{d}/corrupt.npz'"),
 ]
 
 

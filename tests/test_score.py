@@ -69,14 +69,47 @@ def test_perfectly_calibrated_bins_give_zero_ece():
     assert r.expected_calibration_error == pytest.approx(0.0, abs=1e-15)
 
 
-def test_ties_count_in_the_labels_favour():
-    # label 1 ties the max with class 0: rank 0, a top-1 hit; label 2 ties the
-    # second value with class 3: rank 1 (one logit strictly greater)
+def test_ties_are_broken_by_class_index():
+    # row 0: label 1 ties the max with class 0, which comes first: rank 1, a
+    # top-2 hit only; row 1: label 2 ties class 3 behind the max: rank 1
     logits = np.array([[5.0, 5.0, 1.0, 1.0], [9.0, 0.0, 3.0, 3.0]])
     r = xentc.score(logits, [1, 2], top_k=(1, 2))
-    assert r.accuracy == 0.5
-    assert r.top_k_accuracy == {1: 0.5, 2: 1.0}
+    assert r.accuracy == 0.0
+    assert r.top_k_accuracy == {1: 0.0, 2: 1.0}
     assert_score(r, ref.score(logits, [1, 2], top_k=(1, 2)), 1e-13)
+    # the other order: the label comes first among the ties
+    r = xentc.score(logits, [0, 3], top_k=(1, 2))
+    assert r.top_k_accuracy == {1: 0.5, 2: 0.5}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("c", [10, 1000])
+def test_constant_logits_are_a_hit_for_label_0_only(dtype, c):
+    # a model that outputs one value for every class must not score 100%:
+    # top-1 agrees with np.argmax (the first class), top-k with the first k
+    logits = np.zeros((c, c), dtype)
+    labels = np.arange(c)
+    r = xentc.score(logits, labels, top_k=(1, 5))
+    assert r.accuracy == 1 / c
+    assert r.top_k_accuracy[5] == 5 / c
+    assert_score(r, ref.score(logits, labels, top_k=(1, 5)), 1e-6)
+
+
+def test_undefined_rows_are_misses_even_when_k_exceeds_c():
+    logits = np.array([[np.nan, 0.0], [0.0, 1.0], [-np.inf, -np.inf]])
+    r = xentc.score(logits, [0, 1, 1], top_k=(1, 5))
+    assert r.accuracy == 1 / 3
+    assert r.top_k_accuracy[5] == 1 / 3
+    assert_score(r, ref.score(logits, [0, 1, 1], top_k=(1, 5)), 1e-13)
+
+
+def test_float32_confidence_on_a_bin_edge_is_binned_in_double():
+    # 1/5 = 3/15 is a bin edge; float32(1/5) rounds up and would fall in the
+    # bin above.  Row 0 (confidence 1/5, a hit) and row 1 (a miss).
+    logits = np.array([[0, 0, 0, 0, 0], [0.2, 0, 0, 0, 0]], np.float32)
+    r = xentc.score(logits, [0, 1], top_k=(1,))
+    expected = ref.score(logits, [0, 1], top_k=(1,))
+    assert r.expected_calibration_error == pytest.approx(expected["expected_calibration_error"], rel=1e-6)
 
 
 def test_dense_labels_use_their_argmax_and_the_dense_loss():

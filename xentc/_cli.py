@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -118,7 +119,7 @@ def _load(path, key, what, option):
         return obj
     except _InputError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
         raise _InputError(f"cannot read {what} file {path!r} as .npy or .npz: {_one_line(exc)}") from None
 
 
@@ -132,6 +133,8 @@ def _inputs(args):
         return _sample_path(), _sample_path(), "the sample shipped with xentc"
     labels = args.labels
     if labels is None:
+        if not os.path.exists(args.logits):
+            raise _InputError(f"LOGITS file {args.logits!r} does not exist")
         if not _is_npz(args.logits):
             raise _InputError("LABELS is required unless LOGITS is an .npz file that holds the "
                               f"labels too (under --labels-key {args.labels_key!r})")
@@ -243,4 +246,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001
+        # anything else (a Dask worker lost, MemoryError reading a large .npz member):
+        # still one line and exit code 2, never a traceback
+        print(f"{prog}: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
     return 2

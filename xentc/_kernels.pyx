@@ -24,7 +24,8 @@
 #   logsumexp = M + log1p(s)
 #   score:       the sparse (or, with dense labels y, the dense) loss, the
 #                confidence max softmax = 1 / (1 + s) and the label's rank
-#                #{j : x_j > x_label} (top-k hit: rank < k), all from the
+#                #{j : x_j > x_label} + #{j < label : x_j == x_label} (top-k
+#                hit: rank < k), all from the
 #                read that finds M and s; nothing N x C is written
 
 import os
@@ -78,7 +79,7 @@ cdef extern from "_xentc_rows.h" nogil:
         void (*check_f64)(const double *y, int8_t *invalid, Py_ssize_t nrows, Py_ssize_t n,
                           double rtol) noexcept nogil
         void (*score_f32)(const float *x, const int64_t *labels, const float *y, float *loss,
-                          float *lse, float *pmax, int64_t *rank, Py_ssize_t nrows, Py_ssize_t n,
+                          float *lse, double *pmax, int64_t *rank, Py_ssize_t nrows, Py_ssize_t n,
                           double rtol, int8_t *invalid) noexcept nogil
         void (*score_f64)(const double *x, const int64_t *labels, const double *y, double *loss,
                           double *lse, double *pmax, int64_t *rank, Py_ssize_t nrows, Py_ssize_t n,
@@ -303,17 +304,18 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
 
 
 def score(const floating[:, ::1] logits, const int64_t[::1] labels, const floating[:, ::1] dense,
-          floating[::1] loss, floating[::1] pmax, int64_t[::1] rank, int n_threads,
+          floating[::1] loss, double[::1] pmax, int64_t[::1] rank, int n_threads,
           floating[::1] lse=None, double rtol=0.0, int8_t[::1] invalid=None):
     """Per row: loss, max probability pmax and the rank of the label's logit
-    (the number of logits strictly greater), in one read of the logits.
+    (logits strictly greater, plus equal ones at lower indices), in one read
+    of the logits; pmax in float64 for either dtype.
 
     labels: class indices in [0, n_classes) (checked by the caller); with
     `dense` (dense labels, or None) the loss is the dense cross-entropy and
     labels must hold each dense row's argmax.  `invalid` (dense only) flags
     rows whose labels are not a distribution within rtol; `lse` receives each
     row's log-sum-exp.  Undefined rows (NaN, all -inf) get NaN loss and pmax
-    and rank n_classes.
+    and rank INT64_MAX (a miss for every k).
     """
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk

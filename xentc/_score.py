@@ -56,11 +56,12 @@ class ScoreResult:
     perplexity : float
         ``exp(mean_loss)``.
     accuracy : float
-        Top-1 accuracy: the fraction of rows whose label's logit has no logit
-        strictly greater (ties count in the label's favour).
+        Top-1 accuracy: the fraction of rows whose argmax (the first maximum,
+        as ``np.argmax``) is the label.
     top_k_accuracy : dict
-        ``{k: fraction of rows whose label's logit has fewer than k logits
-        strictly greater}`` for each requested k.
+        ``{k: fraction of rows whose label is among the first k classes when
+        the row is sorted by decreasing logit, ties by class index}`` for each
+        requested k.
     expected_calibration_error : float
         ``sum_b (n_b / N) |accuracy_b - confidence_b|`` over 15 equal-width
         bins ``(b/15, (b+1)/15]`` of the confidence (the largest softmax
@@ -251,7 +252,7 @@ def score_rows(x, flat, dense, ks, n_threads, rtol=0.0, names=None):
     (int64, in range) or dense label rows `dense` (validated in the kernel's pass)."""
     n = x.shape[0]
     loss = np.empty(n, x.dtype)
-    pmax = np.empty(n, x.dtype)
+    pmax = np.empty(n, np.float64)  # the confidence in double: ECE bins it
     rank = np.empty(n, np.int64)
     invalid = None
     if dense is not None:
@@ -331,9 +332,11 @@ def score(logits, labels, *, axis=-1, top_k=(1, 5), batch_rows=None, num_threads
 
     Notes
     -----
-    The rank of a row is the number of logits strictly greater than the
-    label's logit; top-k is a hit when the rank is below k, so ties count in
-    the label's favour (``torch.topk`` breaks ties by position instead). A row
+    The rank of a row is the label's place when the row is sorted by
+    decreasing logit with ties broken by class index (a stable sort: the
+    logits strictly greater, plus the equal ones at lower indices); top-k is a
+    hit when the rank is below k.  So top-1 agrees with ``np.argmax``, and a
+    row of equal logits is a hit only for label 0, not for every label. A row
     whose softmax is undefined (a NaN logit, or every logit ``-inf``) counts
     as a miss and makes `mean_loss`, `perplexity` and the calibration error
     NaN. With no rows, every mean is NaN.

@@ -45,10 +45,11 @@ typedef struct {
     void (*check_f32)(const float *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol);
     void (*check_f64)(const double *y, int8_t *invalid, ptrdiff_t nrows, ptrdiff_t n, double rtol);
     /* scoring (see score_row): loss, lse (or NULL), max probability and the
-     * label's rank (logits strictly greater) per row; y (or NULL): dense
+     * label's rank (logits strictly greater, plus equal ones at lower
+     * indices) per row, pmax in double; y (or NULL): dense
      * labels, whose argmax the caller passes in labels; invalid (dense, or NULL) */
     void (*score_f32)(const float *x, const int64_t *labels, const float *y, float *loss, float *lse,
-                      float *pmax, int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid);
+                      double *pmax, int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid);
     void (*score_f64)(const double *x, const int64_t *labels, const double *y, double *loss, double *lse,
                       double *pmax, int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid);
     void (*exp_f32)(const float *x, float *y, ptrdiff_t n);

@@ -109,11 +109,12 @@ static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
 }
 
 /* block_max, and *gt += the number of elements strictly greater than xl (the
- * label's logit; NaN compares false): the label's rank for top-k, counted
- * while the block is read for its max (score_row) */
-static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, long *gt) {
+ * label's logit; NaN compares false), *eq += the number equal to it: the
+ * label's rank for top-k, counted while the block is read for its max
+ * (score_row; *eq may overcount when xl is -inf, see there) */
+static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, long *gt, long *eq) {
     VT m0 = SUF(splat)(-TINF), m1 = m0, m2 = m0, m3 = m0, vxl = SUF(splat)(xl);
-    VIT bad = (VIT){0}, c0 = bad, c1 = bad;   /* comparison lanes are -1: counts are negated */
+    VIT bad = (VIT){0}, c0 = bad, c1 = bad, e0 = bad;   /* comparison lanes are -1: counts are negated */
     ptrdiff_t j = 0;
     for (; j + 4 * NL <= n; j += 4 * NL) {
         VT a = SUF(load)(x + j), b = SUF(load)(x + j + NL);
@@ -123,22 +124,26 @@ static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, long 
         bad |= (a != a) | (b != b) | (c != c) | (d != d);
         c0 += (a > vxl) + (b > vxl);
         c1 += (c > vxl) + (d > vxl);
+        e0 += (a == vxl) + (b == vxl) + (c == vxl) + (d == vxl);
     }
     for (; j + NL <= n; j += NL) {
         VT a = SUF(load)(x + j);
         m0 = SUF(vmax)(a, m0);
         bad |= a != a;
         c0 += a > vxl;
+        e0 += a == vxl;
     }
     if (j < n) {
-        VT a = SUF(load_part)(x + j, n - j, -TINF);   /* -inf pads are never > xl */
-        m0 = SUF(vmax)(a, m0);
-        bad |= a != a;
-        c0 += a > vxl;
+        VT a = SUF(load_part)(x + j, n - j, -TINF);   /* -inf pads are never > xl; they */
+        m0 = SUF(vmax)(a, m0);                         /* count as equal to xl = -inf, but */
+        bad |= a != a;                                 /* eq only says whether to look for */
+        c0 += a > vxl;                                 /* ties (score_row) */
+        e0 += a == vxl;
     }
     if (SUF(hcount)(bad)) *nan = 1;
     /* a block has at most 64 NL elements: at most 128 per lane of c0 or c1 */
     *gt += SUF(hcount)(c0) + SUF(hcount)(c1);
+    *eq += SUF(hcount)(e0);
     return SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
 }
 
@@ -331,10 +336,11 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
  * classes the mask mk includes (NULL: all).  Returns 0 when the row's softmax
  * is undefined (a NaN, or every element -inf; a->nan tells which) or when the
  * mask includes no class (a->any == 0). */
-/* With gt (not NULL, no mask) the same read also counts into *gt the elements
- * strictly greater than xl (incomplete when the row holds a NaN). */
+/* With gt and eq (not NULL, no mask) the same read also counts into *gt the
+ * elements strictly greater than xl and into *eq those equal to it
+ * (incomplete when the row holds a NaN). */
 static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
-                                    const uint8_t *mk, T xl, long *gt) {
+                                    const uint8_t *mk, T xl, long *gt, long *eq) {
     SUF(acc) b = {0};
     int any = !mk;
     *a = b;
@@ -342,7 +348,7 @@ static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, 
     for (ptrdiff_t j = 0; j < n; j += BLOCK) {
         ptrdiff_t len = n - j < BLOCK ? n - j : BLOCK;
         T bm = mk ? SUF(block_max_masked)(x + j, len, &a->nan, &any, mk + j)
-             : gt ? SUF(block_max_gt)(x + j, len, &a->nan, xl, gt)
+             : gt ? SUF(block_max_gt)(x + j, len, &a->nan, xl, gt, eq)
                   : SUF(block_max)(x + j, len, &a->nan);
         if (a->nan) {          /* an included NaN: the row is undefined */
             a->any = 1;
@@ -361,7 +367,7 @@ static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, 
 
 static inline int SUF(row_stats_masked)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
                                         const uint8_t *mk) {
-    return SUF(row_stats_gt)(x, L, n, a, mk, 0, NULL);
+    return SUF(row_stats_gt)(x, L, n, a, mk, 0, NULL, NULL);
 }
 
 static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a) {
@@ -515,27 +521,33 @@ static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, T *lse,
  *   loss  = log1p(s) - z_label             (sparse; y NULL), or
  *           log1p(s) sum(y) - sum_{y != 0} y z   (dense, as dense_row),
  *   lse   = M + log1p(s)                   (or NULL),
- *   pmax  = max softmax = exp(M - lse) = 1 / (1 + s)   (the confidence),
- *   rank  = #{j : x_j > x_label}           (strictly greater: ties count in
- *           the label's favour; top-k hit = rank < k, top-1 = rank == 0).
+ *   pmax  = max softmax = exp(M - lse) = 1 / (1 + s)   (the confidence, in
+ *           double for every T: ECE bins it, and 1 / C rounded to float
+ *           could cross a bin edge),
+ *   rank  = #{j : x_j > x_label} + #{j < label : x_j == x_label}: the label's
+ *           place when the row is sorted by decreasing logit, ties by index
+ *           (a stable sort; rank 0 iff argmax, the first max, is the label;
+ *           top-k hit = rank < k).  The ties before the label are counted by
+ *           a second look at x[0:label] only when the row has any.
  * A row whose softmax is undefined (a NaN, or every logit -inf) gets NaN loss
- * and pmax and rank = n (a miss); with a +inf max pmax = 1 / (number of +inf).
+ * and pmax and rank = INT64_MAX (a miss for every k); with a +inf max pmax =
+ * 1 / (number of +inf).
  * invalid (dense only, or NULL): as dense_row, labels that are not a
  * distribution within rtol. */
 static void SUF(score_row)(const T *x, ptrdiff_t label, const T *y, ptrdiff_t n, double rtol,
-                           T *loss, T *lse, T *pmax, int64_t *rank, int8_t *invalid) {
+                           T *loss, T *lse, double *pmax, int64_t *rank, int8_t *invalid) {
     SUF(acc) a;
     SUF(lab) L = {y, NULL, 1, 0, NULL};
-    long gt = 0;
+    long gt = 0, eq = 0;
     T xl = x[label];
-    int defined = SUF(row_stats_gt)(x, y ? &L : NULL, n, &a, NULL, xl, &gt);
+    int defined = SUF(row_stats_gt)(x, y ? &L : NULL, n, &a, NULL, xl, &gt, &eq);
     if (lse) *lse = SUF(lse_of)(&a, defined);
     if (invalid)
         *invalid = a.nan ? SUF(labels_invalid)(y, n, rtol) : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
     if (!defined) {
         *loss = (T)NAN;
-        *pmax = (T)NAN;
-        *rank = n;
+        *pmax = NAN;
+        *rank = INT64_MAX;
         return;
     }
     double s = SUF(row_s)(&a);
@@ -545,11 +557,13 @@ static void SUF(score_row)(const T *x, ptrdiff_t label, const T *y, ptrdiff_t n,
         double zl = xl == a.m ? 0.0 : (double)xl - (double)a.m;
         *loss = (T)(log1p(s) - zl);
     }
-    *pmax = (T)(1.0 / (1.0 + s));
+    *pmax = 1.0 / (1.0 + s);
+    if (eq > 1)   /* other elements equal the label's logit: those before it rank higher */
+        for (ptrdiff_t j = 0; j < label; j++) gt += x[j] == xl;
     *rank = gt;
 }
 
-static void SUF(score_rows)(const T *x, const int64_t *labels, const T *y, T *loss, T *lse, T *pmax,
+static void SUF(score_rows)(const T *x, const int64_t *labels, const T *y, T *loss, T *lse, double *pmax,
                             int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid) {
     /* one row at a time for any n: scoring is for many classes, and the
      * rows-per-lane path of few classes would need its own rank count */

@@ -345,8 +345,11 @@ def read_npy(path, *, axis=-1, chunk_rows=None):
     path = os.path.abspath(os.fspath(path))
     mm = np.load(path, mmap_mode="r", allow_pickle=False)
     if not isinstance(mm, np.ndarray):
+        mm.close()  # an .npz archive: close it before saying so
         raise ValueError(f"{path!r} is not a .npy file")
     shape, dtype = mm.shape, mm.dtype
+    st = os.stat(path)
+    mtime_size = (st.st_mtime_ns, st.st_size)  # a file rewritten in place gets new task keys
     fortran = bool(mm.flags.f_contiguous and not mm.flags.c_contiguous)
     del mm
     if len(shape) == 0:
@@ -362,4 +365,4 @@ def read_npy(path, *, axis=-1, chunk_rows=None):
             chunk_rows = max(1, (128 << 20) // per_row)
         chunks[row_axis] = int(chunk_rows)
     return da.from_array(_NpyOnWorker(path, shape, dtype, fortran), chunks=tuple(chunks),
-                         asarray=False, fancy=False, name=f"xentc-npy-{dask.base.tokenize(path, shape, dtype)}")
+                         asarray=False, fancy=False, name=f"xentc-npy-{dask.base.tokenize(path, shape, dtype, mtime_size)}")
