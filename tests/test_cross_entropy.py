@@ -91,6 +91,30 @@ def test_ignored_rows_are_zero_even_with_nan_logits():
         assert np.isclose(loss[0], np.log(c))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smoothing_with_weights_and_minus_inf_logits_over_many_blocks(dtype):
+    # 3000 classes span several blocks of the kernel; a block whose weights are
+    # all positive takes a path without the 0 * log 0 guard, so: a -inf logit
+    # with weight 0 adds 0 (as a very negative finite logit would), and a -inf
+    # logit with a positive weight makes the smoothed loss +inf
+    rng = np.random.default_rng(7)
+    c = 3000
+    x = rng.normal(size=(2, c)).astype(dtype)
+    w = rng.uniform(0.5, 2.0, size=c).astype(dtype)
+    w[5] = 0
+    opts = dict(weight=w, label_smoothing=0.1, reduction="none")
+    x[:, 5] = -1e4
+    finite = xentc.cross_entropy(x, [1, 2000], **opts)
+    x[:, 5] = -np.inf
+    got = xentc.cross_entropy(x, [1, 2000], **opts)
+    np.testing.assert_array_equal(got, finite)
+    np.testing.assert_allclose(got, ref_cross_entropy(np.where(np.isinf(x), -1e4, x), [1, 2000],
+                                                      **opts), rtol=2e-5 if dtype == np.float32 else 1e-12)
+    x[1, 2500] = -np.inf
+    got = xentc.cross_entropy(x, [1, 2000], **opts)
+    assert np.isfinite(got[0]) and got[1] == np.inf
+
+
 def test_confident_row_keeps_its_tiny_loss_and_gradient_in_float32():
     x = np.full((1, 10), -10.0, np.float32)
     x[0, 3] = 10

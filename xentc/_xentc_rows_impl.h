@@ -208,9 +208,11 @@ static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a,
     VT z = v - vbm;
     a->s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
     a->c += tie;
-    if (mode)
+    if (mode == 5)   /* no zero weight in the block: w z needs no guard (one FMA) */
+        a->yz += w * z;
+    else if (mode)
         a->yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
-    if (mode && mode != 4) {
+    if (mode && mode < 4) {
         a->sy += w;
         a->ymin = SUF(vmin)(w, a->ymin);
         a->ymax = SUF(vmax)(w, a->ymax);
@@ -222,9 +224,9 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
     ptrdiff_t j = 0;
     for (; j + NL <= n; j += NL)
         SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
-    if (j < n)
+    if (j < n)   /* the pads are -inf with weight 0: mode 5 needs the guard here */
         SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
-                        vbm, mode);
+                        vbm, mode == 5 ? 4 : mode);
 }
 
 /* the same over the classes the mask mk includes (the others: -inf, label 0) */
@@ -259,7 +261,10 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1); break;
     case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2); break;
     case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3); break;
-    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 4); break;
+    default:   /* mode 5: mode 4 for a block without zero weights */
+        if (L->wblk[4 * (j0 / BLOCK) + 3] == 0) SUF(stats_loop)(&a, x, L, j0, n, vbm, 5);
+        else SUF(stats_loop)(&a, x, L, j0, n, vbm, 4);
+        break;
     }
     b->m = bm;
     b->c = SUF(hcount)(a.c);
@@ -269,19 +274,21 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
     b->ymax = mode ? SUF(hmax)(a.ymax) : 0;
     if (mode == 4) {
-        const double *wb = L->wblk + 3 * (j0 / BLOCK);
+        const double *wb = L->wblk + 4 * (j0 / BLOCK);
         b->sy = wb[0];
         b->ymin = (T)wb[1];
         b->ymax = (T)wb[2];
     }
 }
 
-/* per block of BLOCK classes: the sum, least and largest weight (mode 4) */
+/* per block of BLOCK classes: the sum, least and largest weight, and 1 if a
+ * weight is 0 (mode 4) */
 static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
         double sum = 0;
         T lo = 0, hi = 0;
+        int zero_w = 0;
         VT vs = SUF(splat)(0);
         ptrdiff_t j = j0;
         for (; j + NL <= end; j += NL) vs += SUF(load)(w + j);   /* summed as block_stats does */
@@ -290,10 +297,12 @@ static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
         for (j = j0; j < end; j++) {
             if (w[j] < lo) lo = w[j];
             if (w[j] > hi) hi = w[j];
+            zero_w |= w[j] == 0;
         }
-        wblk[3 * (j0 / BLOCK)] = sum;
-        wblk[3 * (j0 / BLOCK) + 1] = lo;
-        wblk[3 * (j0 / BLOCK) + 2] = hi;
+        wblk[4 * (j0 / BLOCK)] = sum;
+        wblk[4 * (j0 / BLOCK) + 1] = lo;
+        wblk[4 * (j0 / BLOCK) + 2] = hi;
+        wblk[4 * (j0 / BLOCK) + 3] = zero_w;
     }
 }
 
@@ -907,7 +916,7 @@ static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, pt
         return;
     }
     double *wblk = NULL;   /* the weights' block sums, once for all rows of the chunk */
-    if (eps > 0 && w && (wblk = (double *)malloc(sizeof(double) * 3 * (size_t)(n / BLOCK + 1))))
+    if (eps > 0 && w && (wblk = (double *)malloc(sizeof(double) * 4 * (size_t)(n / BLOCK + 1))))
         SUF(weight_blocks)(w, n, wblk);
     for (ptrdiff_t i = 0; i < nrows; i++) {
         if (labels[i] < 0) {
