@@ -13,6 +13,7 @@ returned as float64; longdouble is computed and returned as float64.
 """
 import numbers
 import operator
+import os
 
 import numpy as np
 from numpy.exceptions import AxisError
@@ -100,8 +101,38 @@ def show_config(file=None):
 # argument normalisation
 # --------------------------------------------------------------------------
 
+# Fork safety.  GNU OpenMP (libgomp) keeps its worker threads alive after a
+# parallel region; a child forked afterwards inherits the pool's bookkeeping but
+# none of its threads, and its first parallel region with more than one thread
+# waits for them forever.  A team of one never uses the pool, so every process
+# made by fork (multiprocessing's "fork" start method, ProcessPoolExecutor on
+# Linux before Python 3.14) computes with one thread, whatever num_threads says.
+# Unconditional, because whichever library ran the parent's parallel region
+# (xentc, NumPy's BLAS, PyTorch), the child's libgomp is in the same state.
+# Results are bit-identical for every thread count, so only the speed changes.
+_in_forked_child = False
+
+
+def _after_fork_in_child():
+    global _in_forked_child
+    _in_forked_child = True
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _resolve_num_threads(num_threads):
-    """None -> OpenMP's default (honours OMP_NUM_THREADS and threadpoolctl)."""
+    """None -> OpenMP's default (honours OMP_NUM_THREADS and threadpoolctl).
+
+    Always 1 in a process made by fork (see `_in_forked_child`), after the
+    argument has been checked.
+    """
+    n = _check_num_threads(num_threads)
+    return 1 if _in_forked_child else n
+
+
+def _check_num_threads(num_threads):
     if num_threads is None:
         return max(1, _kernels.max_threads())
     if isinstance(num_threads, (bool, np.bool_)) or not isinstance(num_threads, numbers.Integral):
