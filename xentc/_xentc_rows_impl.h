@@ -709,9 +709,21 @@ static inline void SUF(lane_stats)(const T *x, const T *y, const T *wcol, ptrdif
     VIT rowoff = SUF(row_offsets)(n);
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
     VT cols[SMALL_N];      /* the gathered columns, kept for the second loop */
+    VT ycols[SMALL_N];     /* the same of the labels y */
     VIT bad = (VIT){0};
+#if ISA_KIND == 3 && TBYTES == 4
+    /* load_cols: masked row loads and a transpose instead of n gathers; the
+     * transpose costs the same for any n, so below 8 columns gathers win */
+    int transposed = n >= 8 && n <= NL;
+    if (transposed) {
+        SUF(load_cols)(x, n, nr, cols);
+        if (y) SUF(load_cols)(y, n, nr, ycols);
+    }
+#else
+    const int transposed = 0;
+#endif
     for (ptrdiff_t j = 0; j < n; j++) {
-        VT v = cols[j] = SUF(gather)(x + j, rowoff, nr, 0);
+        VT v = transposed ? cols[j] : (cols[j] = SUF(gather)(x + j, rowoff, nr, 0));
         m = SUF(vmax)(v, m);
         bad |= v != v;
     }
@@ -723,7 +735,7 @@ static inline void SUF(lane_stats)(const T *x, const T *y, const T *wcol, ptrdif
         rest += SUF(sel)(tie, zero, SUF(exp_neg)(z));
         cnt += SUF(sel)(tie, SUF(splat)(1), zero);
         if (y) {
-            VT w = SUF(gather)(y + j, rowoff, nr, 0);
+            VT w = transposed ? ycols[j] : SUF(gather)(y + j, rowoff, nr, 0);
             sy += w;
             yz += SUF(sel)(w != zero, w * z, zero);
             ymin = SUF(vmin)(w, ymin);
