@@ -257,3 +257,18 @@ def test_the_readme_shows_what_xentc_score_prints(capsys):
     got_words, got_nums = split(out)
     assert words == got_words
     np.testing.assert_allclose(got_nums, nums, rtol=1e-6)
+
+
+def test_an_unexpected_exception_is_still_one_line_and_exit_code_2(capsys, files_dir, monkeypatch):
+    # e.g. a Dask worker lost mid-job: not one of the input errors above
+    import xentc
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("worker lost\nsecond line")
+
+    monkeypatch.setattr(xentc, "score", boom)
+    d, _, _ = files_dir
+    code, out, err = run(capsys, d / "logits.npy", d / "labels.npy")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1, err
+    assert err.startswith("xentc score: error: RuntimeError: worker lost")
