@@ -284,25 +284,32 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
 /* per block of BLOCK classes: the sum, least and largest weight, and 1 if a
  * weight is 0 (mode 4) */
 static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
+    VT zero = SUF(splat)(0);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
-        double sum = 0;
-        T lo = 0, hi = 0;
+        VT vs = zero, vlo = zero, vhi = zero;   /* lo and hi include 0, as block_stats' */
+        VIT vz = (VIT){0};
         int zero_w = 0;
-        VT vs = SUF(splat)(0);
         ptrdiff_t j = j0;
-        for (; j + NL <= end; j += NL) vs += SUF(load)(w + j);   /* summed as block_stats does */
-        if (j < end) vs += SUF(load_part)(w + j, end - j, 0);
-        sum = SUF(hsum)(vs);
-        for (j = j0; j < end; j++) {
-            if (w[j] < lo) lo = w[j];
-            if (w[j] > hi) hi = w[j];
-            zero_w |= w[j] == 0;
+        for (; j + NL <= end; j += NL) {        /* summed as block_stats does */
+            VT v = SUF(load)(w + j);
+            vs += v;
+            vlo = SUF(vmin)(v, vlo);              /* a NaN weight leaves lo and hi alone */
+            vhi = SUF(vmax)(v, vhi);
+            vz |= v == zero;
         }
-        wblk[4 * (j0 / BLOCK)] = sum;
-        wblk[4 * (j0 / BLOCK) + 1] = lo;
-        wblk[4 * (j0 / BLOCK) + 2] = hi;
-        wblk[4 * (j0 / BLOCK) + 3] = zero_w;
+        if (j < end) {
+            vs += SUF(load_part)(w + j, end - j, 0);
+            for (ptrdiff_t k = j; k < end; k++) {   /* the tail, without the zero pads */
+                if (w[k] < vlo[0]) vlo[0] = w[k];
+                if (w[k] > vhi[0]) vhi[0] = w[k];
+                zero_w |= w[k] == 0;
+            }
+        }
+        wblk[4 * (j0 / BLOCK)] = SUF(hsum)(vs);
+        wblk[4 * (j0 / BLOCK) + 1] = -SUF(hmax)(-vlo);
+        wblk[4 * (j0 / BLOCK) + 2] = SUF(hmax)(vhi);
+        wblk[4 * (j0 / BLOCK) + 3] = zero_w || SUF(hcount)(vz) > 0;
     }
 }
 
