@@ -5,6 +5,7 @@ dask.distributed LocalCluster (2 worker processes), and `xentc score
 `dask` extra, so they run there)."""
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -144,6 +145,24 @@ def test_read_npy_chunks_rows_and_reads_lazily(tmp_path):
     assert xt.chunks == ((37,), (8,) * 6 + (2,))
     assert_same_score(xd.score(x, y).compute(scheduler="sync"), xentc.score(logits, labels))
     assert_same_score(xd.score(xt, y, axis=0).compute(scheduler="sync"), xentc.score(logits, labels))
+
+
+def test_read_npy_refuses_an_npz_and_closes_it(tmp_path):
+    # the archive must be closed before the error (filterwarnings=error turns an
+    # unclosed file's ResourceWarning into a failure)
+    np.savez(tmp_path / "x.npz", logits=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"x\.npz' is not a \.npy file"):
+        xd.read_npy(tmp_path / "x.npz")
+
+
+def test_read_npy_keys_change_when_the_file_is_rewritten(tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((6, 3), np.float32))
+    first = xd.read_npy(path).name
+    assert xd.read_npy(path).name == first
+    np.save(path, np.ones((6, 3), np.float32))  # same shape and dtype, new contents
+    os.utime(path, ns=(0, os.stat(path).st_mtime_ns + 10**9))
+    assert xd.read_npy(path).name != first
 
 
 def _save(path, a):
