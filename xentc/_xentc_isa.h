@@ -20,6 +20,7 @@ typedef int64_t CAT(vid_, ISA) __attribute__((vector_size(VBYTES)));
 #define VIT VIF
 #define NL (VBYTES / 4)
 #define VEXPCORE ISUF(vexpf_core)
+#define VEXPSUM ISUF(vexpf_sum)
 #define ZLOW (-104.0f)
 #define TINF INFINITY
 #define SUF(f) CAT(CAT(f, _f32_), ISA)
@@ -30,6 +31,7 @@ typedef int64_t CAT(vid_, ISA) __attribute__((vector_size(VBYTES)));
 #undef VIT
 #undef NL
 #undef VEXPCORE
+#undef VEXPSUM
 #undef ZLOW
 #undef TINF
 #undef SUF
@@ -40,6 +42,7 @@ typedef int64_t CAT(vid_, ISA) __attribute__((vector_size(VBYTES)));
 #define VIT VID
 #define NL (VBYTES / 8)
 #define VEXPCORE ISUF(vexpd_core)
+#define VEXPSUM ISUF(vexpd_core)
 #define ZLOW (-746.0)
 #define TINF ((double)INFINITY)
 #define SUF(f) CAT(CAT(f, _f64_), ISA)
@@ -50,6 +53,7 @@ typedef int64_t CAT(vid_, ISA) __attribute__((vector_size(VBYTES)));
 #undef VIT
 #undef NL
 #undef VEXPCORE
+#undef VEXPSUM
 #undef ZLOW
 #undef TINF
 #undef SUF

@@ -201,3 +201,27 @@ static inline VT SUF(permute)(VT v, VIT idx) {
     return r;
 }
 #endif
+
+/* add_nontie: *s += e in the lanes where v != vbm (e is exp(v - vbm)), and
+ * *c -= 1 (the lanes' count of ties, negated like a comparison) where
+ * v == vbm.  AVX-512 does it with one compare into a mask register and two
+ * masked operations; elsewhere with a compare and two selects. */
+#if ISA_KIND == 3 && TBYTES == 4
+static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
+    __mmask16 k = _mm512_cmp_ps_mask((__m512)v, (__m512)vbm, _CMP_EQ_OQ);
+    *s = (VT)_mm512_mask_add_ps((__m512)*s, (__mmask16)~k, (__m512)*s, (__m512)e);
+    *c = (VIT)_mm512_mask_sub_epi32((__m512i)*c, k, (__m512i)*c, _mm512_set1_epi32(1));
+}
+#elif ISA_KIND == 3 && TBYTES == 8
+static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
+    __mmask8 k = _mm512_cmp_pd_mask((__m512d)v, (__m512d)vbm, _CMP_EQ_OQ);
+    *s = (VT)_mm512_mask_add_pd((__m512d)*s, (__mmask8)~k, (__m512d)*s, (__m512d)e);
+    *c = (VIT)_mm512_mask_sub_epi64((__m512i)*c, k, (__m512i)*c, _mm512_set1_epi64(1));
+}
+#else
+static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
+    VIT tie = v == vbm;
+    *s += (VT)((VIT)e & ~tie);
+    *c += tie;
+}
+#endif

@@ -7,6 +7,7 @@
  *   NL         lanes per vector
  *   SUF(f)     f with the type and ISA suffix appended
  *   VEXPCORE   vector exp without range checks, valid on [ZLOW, 0]
+ *   VEXPSUM    the same for terms that are only summed (may be cheaper)
  *   ZLOW       below it exp rounds to 0 (-104 float, -746 double)
  *   TINF       +inf of type T
  *   ISA_KIND   for _xentc_prims.h
@@ -46,6 +47,9 @@ static inline VT SUF(sel)(VIT mask, VT a, VT b) {
 
 /* exp(z) for z <= 0 or -inf (never NaN): 0 below ZLOW */
 static inline VT SUF(exp_neg)(VT z) { return VEXPCORE(SUF(vmax)(z, SUF(splat)(ZLOW))); }
+
+/* the same, for terms that only go into a sum */
+static inline VT SUF(exp_neg_sum)(VT z) { return VEXPSUM(SUF(vmax)(z, SUF(splat)(ZLOW))); }
 
 static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
@@ -204,10 +208,8 @@ typedef struct { VT s, sy, yz, ymin, ymax; VIT c; } SUF(vsums);
 /* One vector of block_stats: v (logits), w (labels, unless mode 0). */
 static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int mode) {
     VT zero = SUF(splat)(0);
-    VIT tie = v == vbm;
     VT z = v - vbm;
-    a->s += SUF(sel)(tie, zero, SUF(exp_neg)(z));
-    a->c += tie;
+    SUF(add_nontie)(&a->s, &a->c, v, vbm, SUF(exp_neg_sum)(z));
     if (mode == 5)   /* no zero weight in the block: w z needs no guard (one FMA) */
         a->yz += w * z;
     else if (mode)
@@ -739,7 +741,7 @@ static inline void SUF(lane_stats)(const T *x, const T *y, const T *wcol, ptrdif
         VT v = cols[j];
         VIT tie = v == m;
         VT z = SUF(sel)(tie, zero, v - m);          /* 0 at ties, also for m = +inf */
-        rest += SUF(sel)(tie, zero, SUF(exp_neg)(z));
+        rest += SUF(sel)(tie, zero, SUF(exp_neg_sum)(z));
         cnt += SUF(sel)(tie, SUF(splat)(1), zero);
         if (y) {
             VT w = transposed ? ycols[j] : SUF(gather)(y + j, rowoff, nr, 0);
