@@ -40,19 +40,17 @@ static inline VF ISUF(vexpf_core)(VF x) {
 #endif
 }
 
-/* exp(x) for x in [-104, 0], for sums of many terms only (the row's
- * sum of exp(x - max)): one FMA range reduction with ln 2 rounded to float
- * (fma(n, -ln2, x) is exact but for ln 2's own rounding, 1.9e-9 per unit of
- * n: a relative error of 1.9e-9 |n| on a term of size 2^n, below 3e-9 of the
- * term at most for the terms that matter, against 6e-8 for float's ulp) and
- * the same polynomial in Horner form, 1 + r (1 + r P(r)).  Two fewer
- * multiply-class operations than vexpf_core; not used where each exp is an
- * output (softmax, gradients), which keep vexpf_core. */
+/* exp(x) for x in [-104, 0], for sums of many terms only (the row's sum of
+ * exp(x - max)): vexpf_core's reduction and polynomial, the polynomial in
+ * Horner form 1 + r (1 + r P(r)), which saves a multiply and an add.  Also
+ * within 2 ulp (tests/test_exp.py); the output paths (softmax, gradients)
+ * keep vexpf_core. */
 static inline VF ISUF(vexpf_sum)(VF x) {
     const float log2e = 1.44269504088896341f, magic = 12582912.0f; /* 1.5 * 2^23 */
     VF t = x * log2e + magic;
     VF n = t - magic;
-    VF r = n * -0.693147182464599609375f + x;
+    VF r = x - n * 0.693145751953125f;
+    r = r - n * 1.42860682030941723212e-6f;
     VF p = r * 0.0013814604481163213329f + 0.0083687106547354557303f;
     p = p * r + 0.041668387544599539445f;
     p = p * r + 0.16666520680903701202f;

@@ -54,6 +54,7 @@ typedef struct {
                       double *pmax, int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid);
     void (*exp_f32)(const float *x, float *y, ptrdiff_t n);
     void (*exp_f64)(const double *x, double *y, ptrdiff_t n);
+    void (*exp_sum_f32)(const float *x, float *y, ptrdiff_t n);   /* x <= 0 */
 } xentc_rows_table;
 
 /* The table the kernels call; set by xentc_select_isa (baseline until then). */
