@@ -1,5 +1,7 @@
 /* Per-ISA vector primitives that vector extensions express poorly: max, min,
- * partial (tail) loads and stores, horizontal reductions.  Included by
+ * partial (tail) loads and stores, horizontal reductions (hcount: the true
+ * lanes of a comparison mask summed within one block, a few hundred at most, so
+ * its `long` is wide enough even where long has 32 bits).  Included by
  * _xentc_rows_impl.h with T, VT, VIT, NL, TBYTES, SUF and ISA_KIND
  * (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined. */
 

@@ -65,8 +65,10 @@ static inline VIT SUF(mask_load)(const uint8_t *m, ptrdiff_t r) {
     return __builtin_convertvector(b, VIT) != 0;
 }
 
-/* One block's statistics, and the running merge of blocks (row so far). */
-typedef struct { T m; long c; double rest, sy, yz; T ymin, ymax; int nan, any; } SUF(acc);
+/* One block's statistics, and the running merge of blocks (row so far).  c
+ * counts the ties of the max over the whole row: int64_t, since a row may hold
+ * more than 2^31 of them and long is 32 bits on LLP64 (Windows). */
+typedef struct { T m; int64_t c; double rest, sy, yz; T ymin, ymax; int nan, any; } SUF(acc);
 
 /* max of x[0:n] over the classes mk includes (mk NULL: all); sets *nan when an
  * included NaN is present and *any when some class is included */
@@ -116,7 +118,7 @@ static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
  * label's logit; NaN compares false), *eq += the number equal to it: the
  * label's rank for top-k, counted while the block is read for its max
  * (score_row; *eq may overcount when xl is -inf, see there) */
-static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, long *gt, long *eq) {
+static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, int64_t *gt, int64_t *eq) {
     VT m0 = SUF(splat)(-TINF), m1 = m0, m2 = m0, m3 = m0, vxl = SUF(splat)(xl);
     VIT bad = (VIT){0}, c0 = bad, c1 = bad, e0 = bad;   /* comparison lanes are -1: counts are negated */
     ptrdiff_t j = 0;
@@ -358,7 +360,7 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
  * elements strictly greater than xl and into *eq those equal to it
  * (incomplete when the row holds a NaN). */
 static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
-                                    const uint8_t *mk, T xl, long *gt, long *eq) {
+                                    const uint8_t *mk, T xl, int64_t *gt, int64_t *eq) {
     SUF(acc) b = {0};
     int any = !mk;
     *a = b;
@@ -556,7 +558,7 @@ static void SUF(score_row)(const T *x, ptrdiff_t label, const T *y, ptrdiff_t n,
                            T *loss, T *lse, double *pmax, int64_t *rank, int8_t *invalid) {
     SUF(acc) a;
     SUF(lab) L = {y, NULL, 1, 0, NULL};
-    long gt = 0, eq = 0;
+    int64_t gt = 0, eq = 0;   /* row-wide counts: may exceed 2^31 (not a long: 32 bits on Windows) */
     T xl = x[label];
     int defined = SUF(row_stats_gt)(x, y ? &L : NULL, n, &a, NULL, xl, &gt, &eq);
     if (lse) *lse = SUF(lse_of)(&a, defined);
