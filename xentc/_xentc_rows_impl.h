@@ -226,8 +226,11 @@ static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a,
 static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
                                                                   ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode) {
     ptrdiff_t j = 0;
-    for (; j + NL <= n; j += NL)
+    for (; j + NL <= n; j += NL) {
+        __builtin_prefetch(x + j + BLOCK);   /* the next block, read by block_max next */
+        if (mode == 1 || mode == 2) __builtin_prefetch(L->y + j0 + j + BLOCK);
         SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
+    }
     if (j < n)   /* the pads are -inf with weight 0: mode 5 needs the guard here */
         SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
                         vbm, mode == 5 ? 4 : mode);
