@@ -75,3 +75,25 @@ def test_where_along_another_axis_and_in_place():
 def test_where_errors(where, error, message):
     with pytest.raises(error, match=message):
         xentc.softmax(np.zeros((2, 4)), where=where)
+
+
+@pytest.mark.parametrize("n_classes", [3, 40])
+@pytest.mark.parametrize("with_inf", [False, True])
+def test_excluded_classes_have_zero_gradient_when_a_label_is_nan(n_classes, with_inf):
+    # validate_labels=False lets a NaN label through: sum(y) is NaN and the
+    # row's included gradient is NaN, but an excluded class drops out (its
+    # gradient is 0), as in a row whose NaN is a logit.  The kernel computed
+    # exp(-inf) * sum(y) = 0 * NaN there.  with_inf: the row max is +inf (a
+    # scalar path of the kernel).
+    x = np.linspace(-1.0, 1.0, 2 * n_classes).reshape(2, n_classes)
+    if with_inf:
+        x[:, 1] = np.inf
+    y = np.full((2, n_classes), 1.0 / n_classes)
+    y[0, 1] = np.nan
+    w = np.ones((2, n_classes), bool)
+    w[:, 0] = w[:, -1] = False
+    for dtype in (np.float32, np.float64):
+        _, grad = xentc.softmax_cross_entropy_with_logits(
+            y.astype(dtype), x.astype(dtype), where=w, validate_labels=False, return_grad=True)
+        assert np.all(grad[:, 0] == 0) and np.all(grad[:, -1] == 0), grad
+        assert np.isnan(grad[0, 1:-1]).all() and not np.isnan(grad[1]).any(), grad

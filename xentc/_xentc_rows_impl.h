@@ -481,7 +481,8 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
         T inv = (T)(1.0 / (1.0 + s)), ts = (T)s, tsy = (T)a.sy;
         if (a.m == TINF) {
             for (ptrdiff_t j = 0; j < n; j++) {
-                T xj = SUF(x_in)(x, mk, j), yj = !mk || mk[j] ? SUF(lab_at)(L, j, mode) : 0;
+                if (mk && !mk[j]) { g[j] = 0; continue; }   /* not 0 * sum(y) when sum(y) is NaN */
+                T xj = x[j], yj = SUF(lab_at)(L, j, mode);
                 g[j] = gscale * (xj == a.m ? ((tsy - yj) - yj * ts) * inv : SUF(e_inf)(xj) * tsy * inv - yj);
             }
             return loss;
@@ -492,9 +493,11 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
             ptrdiff_t r = n - j;
             VT v = SUF(load_x)(x, mk, j, r);
             VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
-            if (mk) w = SUF(sel)(SUF(mask_load)(mk + j, r), w, zero);
             VT gv = SUF(sel)(v == vm, ((vsy - w) - w * vs) * vinv, SUF(exp_neg)(v - vm) * vpk - w);
             if (gscale != 1) gv *= vg;
+            /* an excluded class: gradient 0, also when sum(y) is NaN or inf
+             * (labels not validated), where exp(-inf) * sum(y) would be NaN */
+            if (mk) gv = SUF(sel)(SUF(mask_load)(mk + j, r), gv, zero);
             SUF(store_x)(g, j, r, gv);
         }
     }
