@@ -179,3 +179,13 @@ def test_type_errors():
 def test_docstring_examples():
     result = doctest.testmod(xentc._cross_entropy)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_float16_loss_beyond_its_range_is_inf_without_a_warning(reduction):
+    # computed in float32 (1.2e5), returned as float16: +inf, as the other
+    # functions do, and no "overflow encountered in cast" (an error under
+    # -W error, and pytest's filterwarnings here)
+    x = np.array([[6e4, -6e4]], np.float16)
+    loss = xentc.cross_entropy(x, [1], reduction=reduction)
+    assert loss.dtype == np.float16 and np.all(loss == np.inf)

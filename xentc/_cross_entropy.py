@@ -179,13 +179,15 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         _kernels.prob_xent(lg.rows, probs.rows, loss, grad, w, eps, gscale, n_threads)
 
     if reduction == "none":
-        result = loss.reshape(lg.batch_shape).astype(lg.rdtype, copy=False)
+        with np.errstate(over="ignore"):  # float16 results beyond its range are inf
+            result = loss.reshape(lg.batch_shape).astype(lg.rdtype, copy=False)
         result = result[()] if result.ndim == 0 else result
     else:
         total = float(np.sum(loss, dtype=np.float64))
         if reduction == "mean":
             total = total / denominator if denominator != 0 else 0.0
-        result = lg.rdtype.type(total)
+        with np.errstate(over="ignore"):
+            result = lg.rdtype.type(total)
     if return_grad:
         return result, finish_grad()
     return result
