@@ -309,6 +309,48 @@ def test_softmax_out_partially_overlapping_logits_is_an_error(name):
     assert np.array_equal(base, np.arange(16.0))
 
 
+def _sharing_bool_mask(out, shape):
+    """A bool where= mask of `shape` in the first bytes of `out` (its memory), all True."""
+    mask = out.reshape(-1).view(np.uint8)[:int(np.prod(shape))].view(bool).reshape(shape)
+    mask[...] = True
+    return mask
+
+
+@pytest.mark.parametrize("which", ["dense out", "dense grad_out", "sparse out", "sparse grad_out",
+                                   "softmax out", "log_softmax out"])
+def test_outputs_must_not_overlap_where(which):
+    # the kernels read the mask row by row while they write the outputs: an
+    # output sharing the mask's memory gave wrong numbers, silently
+    logits = np.random.default_rng(4).normal(size=(64, 8))
+    name, arg = which.split()
+    shape = (64,) if arg == "out" and name in ("dense", "sparse") else (64, 8)
+    target = sentinel(shape)
+    where = _sharing_bool_mask(target, (64, 8) if len(shape) == 2 else (8, 8))
+    if len(shape) == 1:
+        where = np.broadcast_to(where.reshape(-1)[:8], (64, 8))  # one row of classes for all rows
+    before = target.copy()
+    kwargs = {arg: target, "where": where}
+    with pytest.raises(ValueError, match=f"^{arg} must not overlap where$"):
+        if name == "dense":
+            dense(np.full((64, 8), 1 / 8), logits, **kwargs)
+        elif name == "sparse":
+            sparse(np.zeros(64, np.int64), logits, **kwargs)
+        else:
+            getattr(xentc, name)(logits, **kwargs)
+    assert np.array_equal(target, before)
+
+
+def test_cross_entropy_grad_out_must_not_overlap_weight():
+    # the kernel reads the weights (a view of them) for every row while it writes grad_out
+    logits = np.random.default_rng(5).normal(size=(64, 8))
+    grad_out = sentinel((64, 8))
+    weight = grad_out[0]
+    before = grad_out.copy()
+    with pytest.raises(ValueError, match="^grad_out must not overlap weight$"):
+        xentc.cross_entropy(logits, np.zeros(64, np.int64), weight=weight, grad_out=grad_out)
+    assert np.array_equal(grad_out, before)
+
+
 # --------------------------------------------------------------------------
 # validate_labels
 # --------------------------------------------------------------------------

@@ -369,10 +369,12 @@ def _sparse_labels(labels, lg):
 
 
 def _where_rows(where, lg):
-    """A where= mask as uint8 rows for the kernels: (n_rows, C), or (1, C) when
-    one row of classes applies to every row (no N x C copy then)."""
+    """(mask, where array): a where= mask as uint8 rows for the kernels, (n_rows, C),
+    or (1, C) when one row of classes applies to every row (no N x C copy then),
+    and numpy.asarray(where) for the overlap checks of the outputs (the mask may
+    be a view of it, read while the outputs are written); (None, None) without one."""
     if where is None:
-        return None
+        return None, None
     w = np.asarray(where)
     if w.dtype != np.bool_:
         raise TypeError(f"where must be a boolean array, got where.dtype={w.dtype}")
@@ -385,8 +387,8 @@ def _where_rows(where, lg):
     moved = np.moveaxis(full, lg.axis, -1)
     if moved.ndim == 1 or all(stride == 0 for stride in moved.strides[:-1]):
         row = moved[(0,) * (moved.ndim - 1)] if moved.size else np.ones(lg.n_classes, bool)
-        return np.ascontiguousarray(row).reshape(1, lg.n_classes).view(np.uint8)
-    return np.ascontiguousarray(moved.reshape(-1, lg.n_classes)).view(np.uint8)
+        return np.ascontiguousarray(row).reshape(1, lg.n_classes).view(np.uint8), w
+    return np.ascontiguousarray(moved.reshape(-1, lg.n_classes)).view(np.uint8), w
 
 
 def _results(finish_loss, finish_grad, finish_lse):
@@ -505,14 +507,15 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
             f"labels.shape={lab.shape} and logits.shape={lg.arr.shape}"
         )
     lb = _Rows("labels", lab, lg.axis, cdtype=lg.cdtype)
-    mask = _where_rows(where, lg)
+    mask, where = _where_rows(where, lg)
     if out is not None:
         _check_output("out", out, lg.batch_shape, lg.rdtype)
-        _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lb.arr, False)])
+        _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lb.arr, False),
+                                       ("where", where, False)])
     if grad_out is not None:
         _check_output("grad_out", grad_out, lg.arr.shape, lg.rdtype)
         _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("labels", lb.arr, False),
-                                                 ("out", out, False)])
+                                                 ("out", out, False), ("where", where, False)])
     rtol = _label_rtol(lb.cdtype, lb.arr.dtype)
     invalid = np.zeros(lg.rows.shape[0], np.int8) if validate_labels else None
     if validate_labels and return_grad:
@@ -596,14 +599,15 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, -1)
     lab, flat = _sparse_labels(labels, lg)
-    mask = _where_rows(where, lg)
+    mask, where = _where_rows(where, lg)
     if out is not None:
         _check_output("out", out, lg.batch_shape, lg.rdtype)
-        _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lab, False)])
+        _check_no_overlap("out", out, [("logits", lg.arr, False), ("labels", lab, False),
+                                       ("where", where, False)])
     if grad_out is not None:
         _check_output("grad_out", grad_out, lg.arr.shape, lg.rdtype)
         _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("labels", lab, False),
-                                                 ("out", out, False)])
+                                                 ("out", out, False), ("where", where, False)])
     loss, finish_loss = _loss_output(out, lg)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
@@ -615,10 +619,10 @@ def _rowwise(kernel, logits, axis, out, where, num_threads):
     """softmax / log_softmax: a result shaped like the logits; out may be logits itself."""
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, axis)
-    mask = _where_rows(where, lg)
+    mask, where = _where_rows(where, lg)
     if out is not None:
         _check_output("out", out, lg.arr.shape, lg.rdtype)
-        _check_no_overlap("out", out, [("logits", lg.arr, True)])
+        _check_no_overlap("out", out, [("logits", lg.arr, True), ("where", where, False)])
     res, finish = _rows_output(out, lg)
     kernel(lg.rows, res, n_threads, mask)
     return finish()
@@ -733,7 +737,7 @@ def logsumexp(logits, axis=-1, *, where=None, num_threads=None):
     """
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, axis)
-    mask = _where_rows(where, lg)
+    mask, _ = _where_rows(where, lg)
     res, finish = _loss_output(None, lg)
     _kernels.logsumexp(lg.rows, res, n_threads, mask)
     return finish()

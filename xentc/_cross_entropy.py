@@ -144,9 +144,9 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
             f"got target.dtype={tgt.dtype}"
         )
 
-    w = None
+    w = w_arr = None
     if weight is not None:
-        w = np.asarray(weight)
+        w = w_arr = np.asarray(weight)
         if w.dtype.kind not in "biuf":
             raise TypeError(f"weight must be real numbers, got weight.dtype={w.dtype}")
         if w.shape != (n_classes,):
@@ -159,7 +159,9 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
 
     if grad_out is not None:
         _check_output("grad_out", grad_out, lg.arr.shape, lg.rdtype)
-        _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("target", tgt, False)])
+        # weight too: the kernel reads it (a view when it has the computation dtype) for every row
+        _check_no_overlap("grad_out", grad_out, [("logits", lg.arr, True), ("target", tgt, False),
+                                                 ("weight", w_arr, False)])
 
     # the denominator of "mean", before anything is computed
     if probs is None:
