@@ -2,6 +2,7 @@
 definition (torch.nn.functional.cross_entropy: nll_loss of log_softmax plus the
 label-smoothing term of aten's cross_entropy_loss_label_smoothing)."""
 import doctest
+import re
 
 import numpy as np
 import pytest
@@ -189,3 +190,19 @@ def test_float16_loss_beyond_its_range_is_inf_without_a_warning(reduction):
     x = np.array([[6e4, -6e4]], np.float16)
     loss = xentc.cross_entropy(x, [1], reduction=reduction)
     assert loss.dtype == np.float16 and np.all(loss == np.inf)
+
+
+@pytest.mark.parametrize("ignore_index", [2**63, -(2**63) - 1, 2**64 - 100, 2**70, np.uint64(2**63 + 5)])
+def test_ignore_index_outside_int64_names_it_and_the_range(ignore_index):
+    # was an OverflowError "Python int too large to convert to C long" from the kernel call
+    x = np.zeros((2, 4))
+    g = np.full((2, 4), 7.0)
+    with pytest.raises(ValueError, match=re.escape(
+            "ignore_index must be a 64-bit signed integer, in [-9223372036854775808, "
+            f"9223372036854775807], got ignore_index={int(ignore_index)}")):
+        xentc.cross_entropy(x, np.array([0, 2**64 - 100], np.uint64), ignore_index=ignore_index,
+                            grad_out=g)
+    assert np.all(g == 7.0)
+    # the extremes of int64 are fine
+    for ok in (2**63 - 1, -(2**63)):
+        assert xentc.cross_entropy(x, [0, 1], ignore_index=ok) == np.log(4)

@@ -21,6 +21,7 @@ from ._api import (
 )
 
 _REDUCTIONS = ("none", "sum", "mean")
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 def _class_targets(target, lg, ignore_index, weight):
@@ -61,7 +62,8 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         Class weights of shape ``(C,)``.
     ignore_index : int, default -100
         Class-index targets equal to it are ignored: loss 0, zero gradient,
-        and they do not count in the mean.
+        and they do not count in the mean. A 64-bit signed integer, as in
+        PyTorch (a negative one never equals an unsigned target).
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" divides the sum by the sum of ``weight[target]`` over counted
         rows (class indices; their number without weights) or by the number of
@@ -93,7 +95,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
         A class index outside ``[0, C)`` that is not `ignore_index` (naming
         it, its position and the range), shapes that do not match, a `weight`
         of the wrong shape, `label_smoothing` outside [0, 1], an unknown
-        `reduction`, or a bad `grad_out`.
+        `reduction`, an `ignore_index` outside int64, or a bad `grad_out`.
     TypeError
         A target that is neither integer nor real floating, non-real logits.
 
@@ -122,6 +124,11 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     if isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"ignore_index must be an integer, got {ignore_index!r}")
     ignore_index = int(ignore_index)
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:  # as PyTorch's, an int64
+        raise ValueError(
+            f"ignore_index must be a 64-bit signed integer, in [{_INT64_MIN}, {_INT64_MAX}], "
+            f"got ignore_index={ignore_index}"
+        )
     return_grad = _check_flag("return_grad", return_grad) or grad_out is not None
     n_threads = _resolve_num_threads(num_threads)
 
