@@ -547,6 +547,31 @@ def test_sparse_labels_must_be_integers(labels):
     assert_sentinel(out, grad_out)
 
 
+RAGGED = [[1.0, 2.0], [1.0]]
+
+
+@pytest.mark.parametrize("name,call", [
+    ("logits", lambda: xentc.softmax(RAGGED)),
+    ("logits", lambda: xentc.logsumexp(RAGGED)),
+    ("labels", lambda: dense(RAGGED, np.zeros((2, 2)))),
+    ("logits", lambda: dense(np.zeros((2, 2)), RAGGED)),
+    ("labels", lambda: sparse([[0], [0, 1]], np.zeros((2, 2)))),
+    ("where", lambda: xentc.softmax(np.zeros((2, 2)), where=[[True], [True, False]])),
+    ("target", lambda: xentc.cross_entropy(np.zeros((2, 2)), RAGGED)),
+    ("weight", lambda: xentc.cross_entropy(np.zeros((2, 2)), [0, 1], weight=RAGGED)),
+    ("labels", lambda: xentc.sigmoid_cross_entropy_with_logits(RAGGED, np.zeros(2))),
+    ("pos_weight", lambda: xentc.sigmoid_cross_entropy_with_logits(np.zeros(2), np.zeros(2),
+                                                                   pos_weight=RAGGED)),
+    ("output", lambda: xentc.categorical_crossentropy(np.zeros((2, 2)), RAGGED)),
+    ("target", lambda: xentc.binary_crossentropy(RAGGED, np.zeros((2, 2)))),
+    ("labels", lambda: xentc.score(np.zeros((2, 2)), RAGGED)),
+])
+def test_a_ragged_sequence_is_named(name, call):
+    # NumPy's own message ("setting an array element with a sequence ...") names no argument
+    with pytest.raises(ValueError, match=f"^{name} could not be converted to an array: .*inhomogeneous"):
+        call()
+
+
 # --------------------------------------------------------------------------
 # num_threads
 # --------------------------------------------------------------------------

@@ -146,6 +146,14 @@ def _check_num_threads(num_threads):
     return min(n, 1 << 16)
 
 
+def _asarray(name, data):
+    """numpy.asarray(data), with the argument's name in the error of a ragged sequence."""
+    try:
+        return np.asarray(data)
+    except ValueError as e:  # e.g. "setting an array element with a sequence ... inhomogeneous shape"
+        raise ValueError(f"{name} could not be converted to an array: {e}") from None
+
+
 def _dtypes(name, dtype):
     """(computation dtype, result dtype) for an input array of this dtype."""
     if dtype.kind == "f":
@@ -184,7 +192,7 @@ class _Rows:
     """
 
     def __init__(self, name, data, axis, cdtype=None, materialize=True):
-        self.arr = np.asarray(data)
+        self.arr = _asarray(name, data)
         if self.arr.ndim == 0:
             raise ValueError(
                 f"{name} must have at least one dimension (the classes), got a 0-d array"
@@ -350,7 +358,7 @@ def _check_sparse_shape(lab, lg):
 
 def _sparse_labels(labels, lg):
     """Integer class indices as a flat int64 array, checked to lie in [0, C)."""
-    lab = np.asarray(labels)
+    lab = _asarray("labels", labels)
     if lab.dtype.kind not in "iu":
         raise TypeError(
             f"labels must be integer class indices, got labels.dtype={lab.dtype}; for class "
@@ -375,7 +383,7 @@ def _where_rows(where, lg):
     be a view of it, read while the outputs are written); (None, None) without one."""
     if where is None:
         return None, None
-    w = np.asarray(where)
+    w = _asarray("where", where)
     if w.dtype != np.bool_:
         raise TypeError(f"where must be a boolean array, got where.dtype={w.dtype}")
     try:
@@ -500,7 +508,7 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     return_lse = _check_flag("return_lse", return_lse)
     n_threads = _resolve_num_threads(num_threads)
     lg = _Rows("logits", logits, axis)
-    lab = np.asarray(labels)
+    lab = _asarray("labels", labels)
     if lab.shape != lg.arr.shape:
         raise ValueError(
             "labels and logits must have the same shape, got "

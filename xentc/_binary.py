@@ -21,6 +21,7 @@ import numpy as np
 
 from . import _elementwise
 from ._api import (
+    _asarray,
     _check_flag,
     _check_no_overlap,
     _check_output,
@@ -74,7 +75,7 @@ class _Elements:
 
     def __init__(self, name, data, cdtype=None):
         self.name = name
-        self.arr = np.asarray(data)
+        self.arr = _asarray(name, data)
         self.shape = self.arr.shape
         view = self.arr if self.arr.ndim and self.arr.size else self.arr.reshape(-1, 1)
         self.rows = _Rows(name, view, -1, cdtype)
@@ -133,7 +134,7 @@ def _pos_weight_layout(pos_weight, lg):
     whole = max(n, 1)  # the whole array as one run of elements
     if pos_weight is None:
         return None, None, 0, 0, whole, None
-    q = np.asarray(pos_weight)
+    q = _asarray("pos_weight", pos_weight)
     _dtypes("pos_weight", q.dtype)  # TypeError for what is not real numbers
     shape = lg.shape
     try:
@@ -255,7 +256,7 @@ def sigmoid_cross_entropy_with_logits(labels, logits, *, pos_weight=None, return
     return_grad = _check_flag("return_grad", return_grad) or grad_out is not None
     n_threads = _resolve_num_threads(num_threads)
     lg = _Elements("logits", logits)
-    lab = np.asarray(labels)
+    lab = _asarray("labels", labels)
     _same_shape("labels", lab, "logits", lg.arr)
     lb = _Elements("labels", lab, cdtype=lg.cdtype)
     q, q_offsets, q_row_stride, q_col_stride, n_cols, q_arr = _pos_weight_layout(pos_weight, lg)
@@ -292,7 +293,7 @@ def _keras_arguments(target, output, from_logits, epsilon, num_threads):
     from_logits = _check_flag("from_logits", from_logits)
     eps = _check_epsilon(epsilon)
     n_threads = _resolve_num_threads(num_threads)
-    out_arr, t_arr = np.asarray(output), np.asarray(target)
+    out_arr, t_arr = _asarray("output", output), _asarray("target", target)
     _dtypes("output", out_arr.dtype)
     _dtypes("target", t_arr.dtype)
     _same_shape("target", t_arr, "output", out_arr)

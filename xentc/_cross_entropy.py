@@ -12,6 +12,7 @@ import numpy as np
 
 from . import _kernels
 from ._api import (
+    _asarray,
     _check_flag,
     _check_no_overlap,
     _check_output,
@@ -134,7 +135,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
 
     lg = _Rows("logits", logits, axis)
     n_rows, n_classes = lg.rows.shape
-    tgt = np.asarray(target)
+    tgt = _asarray("target", target)
     if tgt.dtype.kind in "iu":
         labels = probs = None  # after the weights: their sum over counted rows is the denominator
     elif tgt.dtype.kind == "f":
@@ -153,7 +154,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
 
     w = w_arr = None
     if weight is not None:
-        w = w_arr = np.asarray(weight)
+        w = w_arr = _asarray("weight", weight)
         if w.dtype.kind not in "biuf":
             raise TypeError(f"weight must be real numbers, got weight.dtype={w.dtype}")
         if w.shape != (n_classes,):

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import _kernels
 from ._api import (
+    _asarray,
     _check_flag,
     _check_sparse_shape,
     _label_rtol,
@@ -199,7 +200,7 @@ class _Labels:
     checked) or dense probabilities (`dense`, a metadata-only _Rows)."""
 
     def __init__(self, labels, lg, check_values=True):
-        lab = np.asarray(labels)
+        lab = _asarray("labels", labels)
         self.flat = self.dense = None
         if lab.dtype.kind in "iu":
             if check_values:
