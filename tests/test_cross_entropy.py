@@ -206,3 +206,28 @@ def test_ignore_index_outside_int64_names_it_and_the_range(ignore_index):
     # the extremes of int64 are fine
     for ok in (2**63 - 1, -(2**63)):
         assert xentc.cross_entropy(x, [0, 1], ignore_index=ok) == np.log(4)
+
+
+@pytest.mark.parametrize("n_classes", [3, 40])  # the few-classes path and the per-row path
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_label_term_of_weight_zero_adds_nothing_to_an_infinite_loss(n_classes, dtype):
+    # 0 * log 0 = 0, as for probability targets: the label term (1 - eps) w_y (lse - x_y)
+    # is left out when (1 - eps) w_y = 0, also when lse - x_y is +inf.  It was
+    # 0 * inf = NaN for class indices, while the same targets as probabilities gave inf.
+    x = np.zeros((2, n_classes), dtype)
+    x[0, 0] = np.inf      # row 0: label 1 sits next to a +inf logit
+    x[1, 1] = -np.inf     # row 1: label 1 is a -inf logit
+    onehot = np.eye(n_classes, dtype=dtype)[[1, 1]]
+    for kw in (dict(label_smoothing=1.0), dict(label_smoothing=1.0, weight=np.ones(n_classes))):
+        got = xentc.cross_entropy(x, [1, 1], reduction="none", **kw)
+        assert np.array_equal(got, [np.inf, np.inf]), (kw, got)
+        assert np.array_equal(got, xentc.cross_entropy(x, onehot, reduction="none", **kw))
+    w = np.ones(n_classes)
+    w[1] = 0  # weight 0 on the label: no label term, and no smoothing term at it either
+    x[0, 0] = 1.0
+    got = xentc.cross_entropy(x, [1, 1], weight=w, reduction="none")
+    assert np.array_equal(got, [0, 0]), got
+    got = xentc.cross_entropy(x, [1, 1], weight=w, label_smoothing=0.1, reduction="none")
+    assert np.isfinite(got).all(), got
+    np.testing.assert_allclose(got, xentc.cross_entropy(x, onehot, weight=w, label_smoothing=0.1,
+                                                        reduction="none"), rtol=1e-6)

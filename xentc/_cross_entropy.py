@@ -104,6 +104,9 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
     -----
     A "mean" with no counted row (every target ignored, or a zero total
     weight) returns 0.0 and a zero gradient; PyTorch returns NaN and Keras 0.
+    A term whose weight is exactly 0 (a class weight 0, or the label term
+    with ``label_smoothing=1``) adds nothing even when its logit makes it
+    infinite (``0 * log 0 = 0``); PyTorch returns NaN.
     For "none" the returned gradient is that of the sum of the row losses.
 
     Examples

@@ -883,7 +883,8 @@ static inline __attribute__((always_inline)) void SUF(sparse_rows_small_n)(
         VT xl = SUF(gather)(xb, labpos, nr, 0);
         VT zl = SUF(sel)(xl == L.m, zero, xl - L.m);
         VT lg = SUF(log1p_pos)(L.s);
-        VT lv = keep1 * wy * (lg - zl);
+        VT c1 = keep1 * wy;   /* 0 * log 0 = 0, as in class_row */
+        VT lv = SUF(sel)(c1 != zero, c1 * (lg - zl), zero);
         if (eps > 0) lv += B * (lg * W - L.swz);
         VIT kept = keep != zero;   /* ignored rows are 0 even with NaN logits */
         lv = SUF(sel)(kept, SUF(sel)(L.undefined, nan, lv), zero);
@@ -948,7 +949,10 @@ static T SUF(class_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, const T 
     double s = SUF(row_s)(&a), lse = log1p(s), B = eps / (double)n;
     double zl = xl == a.m ? 0.0 : (double)xl - (double)a.m;
     double wy = w ? (double)w[label] : 1.0, W = eps > 0 ? a.sy : 0.0;
-    double loss = (1 - eps) * wy * (lse - zl);
+    /* 0 * log 0 = 0: a label term of weight (1 - eps) w_y = 0 adds nothing, also
+     * when lse - z_y is +inf (a -inf label logit, or a +inf elsewhere) */
+    double c1 = (1 - eps) * wy;
+    double loss = c1 != 0 ? c1 * (lse - zl) : 0.0;
     if (eps > 0) loss += B * (lse * W - a.yz);
     if (g) {
         double inv = 1.0 / (1.0 + s), A = (1 - eps) * wy + B * W;
