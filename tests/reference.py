@@ -465,3 +465,99 @@ def score(logits, labels, axis=-1, top_k=(1, 5), bins=15):
         "top_k_accuracy": {k: (hits(k).mean() if n else np.nan) for k in top_k},
         "expected_calibration_error": np.nan if undefined.any() or not n else ece,
     }
+
+
+# --------------------------------------------------------------------------
+# where= with special values (tests/test_fuzz.py): excluded classes are set to
+# -inf, so they drop out of the softmax with the semantics above (a NaN or a
+# +inf under the mask is ignored; a row whose included logits are all -inf or
+# hold a NaN is undefined), and their dense labels to 0.  An excluded class
+# then has probability 0, log-probability -inf and gradient 0, whatever its
+# row; a row with no class included has loss 0, gradient 0, softmax 0, and
+# log_softmax and logsumexp -inf.  For integer labels the label's own logit is
+# used even when its class is excluded (optax): loss = logsumexp over the
+# included classes - x_label, gradient -1 there.
+# --------------------------------------------------------------------------
+
+__all__ += [
+    "error_scale_where_sparse_loss",
+    "where_dense_xent",
+    "where_log_softmax",
+    "where_logsumexp",
+    "where_softmax",
+    "where_sparse_xent",
+]
+
+
+def _where_parts(x, where, axis):
+    """(x with the excluded classes -inf, the mask broadcast to x, rows with no class included)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.broadcast_to(np.asarray(where, dtype=bool), x.shape)
+    return np.where(w, x, -np.inf), w, ~w.any(axis=axis)
+
+
+def where_logsumexp(x, where, axis=-1):
+    xs, _, _ = _where_parts(x, where, axis)
+    return logsumexp(xs, axis)  # a row with nothing included: all -inf, so -inf
+
+
+def where_softmax(x, where, axis=-1):
+    xs, w, _ = _where_parts(x, where, axis)
+    p = softmax(xs, axis)
+    p[~w] = 0.0
+    return p
+
+
+def where_log_softmax(x, where, axis=-1):
+    xs, w, _ = _where_parts(x, where, axis)
+    out = log_softmax(xs, axis)
+    out[~w] = -np.inf
+    return out
+
+
+def where_dense_xent(labels, x, where, axis=-1):
+    xs, w, none = _where_parts(x, where, axis)
+    ys = np.where(w, np.asarray(labels, dtype=np.float64), 0.0)
+    loss, grad = dense_xent(ys, xs, axis)
+    loss = np.array(loss, dtype=np.float64)
+    loss[none] = 0.0
+    grad[~w] = 0.0
+    return loss, grad
+
+
+def where_sparse_xent(labels, x, where):
+    """(loss, grad) for integer labels with a where= mask, classes last."""
+    xs, w, none = _where_parts(x, where, -1)
+    loss, grad = sparse_xent(labels, xs)
+    rows, restore_loss, restore_rows = as_rows(xs, -1)
+    n, c = rows.shape
+    lab = np.asarray(labels).reshape(-1).astype(np.int64)
+    wr = w.reshape(n, c)
+    g = grad.reshape(n, c).copy()
+    g[~wr] = 0.0
+    excluded = ~wr[np.arange(n), lab]
+    g[np.arange(n)[excluded], lab[excluded]] = -1.0
+    m, _, _, _, s, bad, empty = _row_parts(rows)
+    x_label = np.asarray(x, dtype=np.float64).reshape(n, c)[np.arange(n), lab]
+    with np.errstate(all="ignore"):
+        own = np.log1p(s) - (x_label - m)  # logsumexp of the included classes - x_label
+        # (an excluded +inf label in a row whose included max is +inf: inf - inf, NaN)
+    lo = np.array(loss, dtype=np.float64).reshape(n)
+    lo[excluded] = own[excluded]
+    lo[bad | empty] = np.nan
+    none = none.reshape(n)
+    lo[none] = 0.0
+    g[none] = 0.0
+    return restore_loss(lo), restore_rows(g)
+
+
+def error_scale_where_sparse_loss(labels, x, where):
+    """log1p(s) + |x_label - m| over the included classes (the terms of the loss)."""
+    xs, _, _ = _where_parts(x, where, -1)
+    rows, restore_loss, _ = as_rows(xs, -1)
+    n, c = rows.shape
+    lab = np.asarray(labels).reshape(-1).astype(np.int64)
+    m, _, _, _, s, _, _ = _row_parts(rows)
+    x_label = np.asarray(x, dtype=np.float64).reshape(n, c)[np.arange(n), lab]
+    with np.errstate(all="ignore"):
+        return restore_loss(np.log1p(s) + np.abs(np.where(x_label == m, 0.0, x_label - m)))
