@@ -8,6 +8,24 @@ running a tiny program with the compiler setuptools is about to use:
     XENTC_OPENMP=require  a failing probe is a build error (CI sets this)
     XENTC_OPENMP=off      build serially without probing
 
+A sanitizer build, for CI and for hunting memory bugs (GCC or Clang only):
+
+    XENTC_SANITIZE=address,undefined   (or 1) compile and link with
+                          -fsanitize=address,undefined -fno-omit-frame-pointer -g
+                          -fno-sanitize-recover=undefined (a UBSan report aborts,
+                          as an ASan one does); XENTC_SANITIZE=address or
+                          XENTC_SANITIZE=undefined picks one of them
+    XENTC_SANITIZE=0      (or unset, empty, off) a normal build
+
+The ASan runtime must be the first library the process loads, and Python is
+not built with it, so preload it (CPython leaks by design at exit, hence no
+leak checking); .ci/run's sanitizer stage shows the options it uses and why:
+
+    export LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0
+    python -P -m pytest tests
+
+Such a build is for testing only: never ship it.
+
 No -march=native and no -ffast-math: wheels must run on any x86-64 / arm64
 CPU, and finite-math would break the -inf / NaN semantics of the kernels.
 """
@@ -69,8 +87,37 @@ def probe_openmp(compiler, cflags, ldflags):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+SANITIZERS = ("address", "undefined")
+
+
+def sanitize_flags(value, compiler_type):
+    """Compile/link flags for XENTC_SANITIZE=value (see the docstring); [] for none."""
+    value = value.strip().lower()
+    if value in ("", "0", "off"):
+        return []
+    names = list(SANITIZERS) if value == "1" else [v.strip() for v in value.split(",")]
+    bad = [n for n in names if n not in SANITIZERS]
+    if bad or not names:
+        raise SystemExit(
+            f"XENTC_SANITIZE must be 1, 0, off, or a comma-separated list of {', '.join(SANITIZERS)}"
+            f" (e.g. XENTC_SANITIZE=address,undefined), got {value!r}")
+    if compiler_type == "msvc":
+        raise SystemExit("xentc: XENTC_SANITIZE needs GCC or Clang, not MSVC")
+    flags = [f"-fsanitize={','.join(names)}", "-fno-omit-frame-pointer", "-g"]
+    if "undefined" in names:
+        # UBSan only prints and goes on by default; CI wants every report to fail.
+        # Python's CFLAGS carry -fwrapv, which defines signed overflow and so turns
+        # UBSan's check for it off: the kernels must not rely on that flag (other
+        # compilers and Python builds need not pass it), so undo it here.
+        flags += ["-fno-sanitize-recover=undefined", "-fno-wrapv"]
+    return flags
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
+        sanitize = sanitize_flags(os.environ.get("XENTC_SANITIZE", ""), self.compiler.compiler_type)
+        if sanitize:
+            print(f"xentc: sanitizer build ({' '.join(sanitize)}): for testing only")
         mode = os.environ.get("XENTC_OPENMP", "auto").strip().lower()
         if mode not in ("auto", "require", "off"):
             raise SystemExit(f"XENTC_OPENMP must be auto, require or off, got {mode!r}")
@@ -92,8 +139,8 @@ class BuildExt(build_ext):
         # compiler error on the 16-byte float64 path.
         opt = ["/O2"] if self.compiler.compiler_type == "msvc" else ["-O2"]
         for ext in self.extensions:
-            ext.extra_compile_args = opt + cflags + ext.extra_compile_args
-            ext.extra_link_args = ldflags + ext.extra_link_args
+            ext.extra_compile_args = opt + cflags + sanitize + ext.extra_compile_args
+            ext.extra_link_args = ldflags + sanitize + ext.extra_link_args
         super().build_extensions()
 
 
