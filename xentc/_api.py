@@ -170,6 +170,19 @@ def _dtypes(name, dtype):
     )
 
 
+def _c_aligned(a, dtype=None):
+    """a as a C-contiguous, *aligned* array of dtype, copied only when needed.
+
+    numpy.ascontiguousarray keeps a misaligned array as it is (an np.frombuffer at an odd
+    offset, a field of a packed structured array, an array that Dask deserialised from a
+    frame at an odd offset), and the kernels read their inputs through typed C pointers, for
+    which a misaligned address is undefined behaviour: UBSan reports it (x86-64 and arm64
+    tolerate the loads, but a compiler may assume the alignment).
+    """
+    a = np.ascontiguousarray(a, dtype=dtype)
+    return a if a.flags.aligned else a.copy()
+
+
 def _normalize_axis(axis, ndim, name="logits"):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an integer, got {axis!r}")
@@ -214,7 +227,7 @@ class _Rows:
         if not materialize:  # metadata and checks only (xentc.score streams the rows in batches)
             self.rows, self.owned = None, False
             return
-        self.rows = np.ascontiguousarray(moved.reshape(-1, self.n_classes), dtype=self.cdtype)
+        self.rows = _c_aligned(moved.reshape(-1, self.n_classes), dtype=self.cdtype)
         # a copy made here (or an array made from a list) may be overwritten by a kernel
         self.owned = isinstance(data, (list, tuple)) or (
             self.rows.flags.owndata and self.rows is not self.arr)
@@ -365,7 +378,7 @@ def _sparse_labels(labels, lg):
             "probabilities (one-hot or soft labels) use softmax_cross_entropy_with_logits"
         )
     _check_sparse_shape(lab, lg)
-    flat = np.ascontiguousarray(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
+    flat = _c_aligned(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
     bad = _kernels.first_label_out_of_range(flat, lg.n_classes)
     if bad >= 0:
         where = ", ".join(str(int(i)) for i in np.unravel_index(bad, lab.shape))

@@ -22,6 +22,7 @@ import numpy as np
 from . import _elementwise
 from ._api import (
     _asarray,
+    _c_aligned,
     _check_flag,
     _check_no_overlap,
     _check_output,
@@ -146,7 +147,7 @@ def _pos_weight_layout(pos_weight, lg):
             "pos_weight must be broadcastable to the shape of logits, got "
             f"pos_weight.shape={q.shape} and logits.shape={shape}"
         )
-    qc = np.ascontiguousarray(q, dtype=lg.cdtype)
+    qc = _c_aligned(q, dtype=lg.cdtype)
     if qc.size == 1 or n == 0:
         return qc.reshape(-1), None, 0, 0, whole, q
     if qc.size == n:  # broadcastable and as large: the same elements in the same order

@@ -13,6 +13,7 @@ import numpy as np
 from . import _kernels
 from ._api import (
     _asarray,
+    _c_aligned,
     _check_flag,
     _check_no_overlap,
     _check_output,
@@ -34,7 +35,7 @@ def _class_targets(target, lg, ignore_index, weight):
             "class-index target must have the shape of logits without the class axis "
             f"(axis {lg.axis}), got target.shape={target.shape} and logits.shape={lg.arr.shape}"
         )
-    flat = np.ascontiguousarray(target, dtype=target.dtype.newbyteorder("=")).reshape(-1)
+    flat = _c_aligned(target, dtype=target.dtype.newbyteorder("=")).reshape(-1)
     labels = np.empty(flat.shape, np.int64)
     bad, denominator = _kernels.class_targets(flat, lg.n_classes, ignore_index, labels, weight)
     if bad >= 0:
@@ -164,7 +165,7 @@ def cross_entropy(logits, target, *, weight=None, ignore_index=-100, reduction="
             raise ValueError(
                 f"weight must have shape ({n_classes},) (one per class), got weight.shape={w.shape}"
             )
-        w = np.ascontiguousarray(w, dtype=lg.cdtype)
+        w = _c_aligned(w, dtype=lg.cdtype)
     elif eps > 0:
         w = np.ones(n_classes, lg.cdtype)  # the smoothing term needs sum_c w_c (lse - x_c)
 

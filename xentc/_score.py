@@ -25,6 +25,7 @@ import numpy as np
 from . import _kernels
 from ._api import (
     _asarray,
+    _c_aligned,
     _check_flag,
     _check_sparse_shape,
     _label_rtol,
@@ -369,12 +370,12 @@ def score(logits, labels, *, axis=-1, top_k=(1, 5), batch_rows=None, num_threads
     try:
         for r0 in range(0, n_rows, batch_rows):
             r1 = min(n_rows, r0 + batch_rows)
-            x = np.ascontiguousarray(_take(x_flat, lg.moved, lg.batch_shape, r0, r1), dtype=lg.cdtype)
+            x = _c_aligned(_take(x_flat, lg.moved, lg.batch_shape, r0, r1), dtype=lg.cdtype)
             if lab.dense is None:
                 part = score_rows(x, lab.flat[r0:r1], None, ks, n_threads)
             else:
-                y = np.ascontiguousarray(_take(y_flat, lab.dense.moved, lg.batch_shape, r0, r1),
-                                         dtype=lg.cdtype)
+                y = _c_aligned(_take(y_flat, lab.dense.moved, lg.batch_shape, r0, r1),
+                               dtype=lg.cdtype)
                 names = _BatchNames(y, lambda row, col=None, r0=r0: lab.dense.index(r0 + row, col))
                 part = score_rows(x, None, y, ks, n_threads, lab.rtol, names)
             total.add(part)
