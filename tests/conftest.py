@@ -36,6 +36,20 @@ settings.register_profile("thorough", settings.get_profile("dev"), max_examples=
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 # --------------------------------------------------------------------------
+# sanitizer runs: .ci/run's sanitizer stage installs an extension built with
+# XENTC_SANITIZE=address,undefined, preloads ASan and sets XENTC_SANITIZED=1.
+# The few tests that measure something ASan changes skip there, each saying why
+# with skip_if_sanitized("..."); every other test runs under the sanitizers.
+# --------------------------------------------------------------------------
+SANITIZED = os.environ.get("XENTC_SANITIZED") == "1"
+
+
+def skip_if_sanitized(reason):
+    """A skip mark for a test that cannot run under ASan/UBSan, with the reason why."""
+    return pytest.mark.skipif(SANITIZED, reason=f"under ASan/UBSan (XENTC_SANITIZED=1): {reason}")
+
+
+# --------------------------------------------------------------------------
 # dtype policy (what xentc documents)
 # --------------------------------------------------------------------------
 F16, F32, F64 = np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)

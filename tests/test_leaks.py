@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 
 import pytest
+from conftest import skip_if_sanitized
 
 LEAK_SCRIPT = textwrap.dedent("""
     import gc
@@ -90,6 +91,9 @@ LEAK_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+@skip_if_sanitized("ASan holds freed memory in quarantine (256 MB) and maps shadow memory, so "
+                   "the RSS grows by ~140 MB over the 3000 rounds without any leak; the other CI "
+                   "runs measure it")
 def test_thousands_of_calls_do_not_grow_memory():
     n_rounds = 3000
     with tempfile.TemporaryDirectory() as d:
