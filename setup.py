@@ -106,12 +106,10 @@ def sanitize_flags(value, compiler_type):
     flags = [f"-fsanitize={','.join(names)}", "-fno-omit-frame-pointer", "-g"]
     if "undefined" in names:
         # UBSan only prints and goes on by default; CI wants every report to fail.
-        # Python's CFLAGS carry -fwrapv (signed overflow wraps, so UBSan does not
-        # check it), as in the shipped build; this build keeps it: with -fno-wrapv
-        # UBSan stops the exp of the baseline SIMD path, whose bit tricks compute
-        # (int32)t - 0x4b400000 for lanes outside [-104, 104] too (their result is
-        # masked off afterwards) and so rely on -fwrapv (xentc/_xentc_exp.h:37).
-        flags.append("-fno-sanitize-recover=undefined")
+        # Python's CFLAGS carry -fwrapv (signed overflow wraps, so UBSan would not
+        # check it); -fno-wrapv after them turns the check on: the kernels must
+        # not rely on wrapping (the exp's bit tricks use unsigned lanes).
+        flags += ["-fno-sanitize-recover=undefined", "-fno-wrapv"]
     return flags
 
 

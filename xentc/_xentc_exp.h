@@ -34,9 +34,11 @@ static inline VF ISUF(vexpf_core)(VF x) {
 #if ISA_KIND == 3
     return (VF)_mm512_scalef_ps((__m512)p, (__m512)n);   /* p 2^n, denormals rounded once */
 #else
-    VIF q = (VIF)t - 0x4b400000;                        /* n as an integer: bits of t - bits of magic */
-    VIF q1 = q >> 1, q2 = q - q1;
-    return p * (VF)((q1 + 127) << 23) * (VF)((q2 + 127) << 23);
+    /* n as an integer: bits of t - bits of magic, in unsigned lanes (lanes
+     * outside the range wrap, and are masked off by the callers) */
+    VUF q = (VUF)t - 0x4b400000u;
+    VUF q1 = (VUF)((VIF)q >> 1), q2 = q - q1;           /* floor(n / 2) and the rest */
+    return p * (VF)((q1 + 127u) << 23) * (VF)((q2 + 127u) << 23);
 #endif
 }
 
@@ -60,9 +62,9 @@ static inline VF ISUF(vexpf_sum)(VF x) {
 #if ISA_KIND == 3
     return (VF)_mm512_scalef_ps((__m512)p, (__m512)n);
 #else
-    VIF q = (VIF)t - 0x4b400000;
-    VIF q1 = q >> 1, q2 = q - q1;
-    return p * (VF)((q1 + 127) << 23) * (VF)((q2 + 127) << 23);
+    VUF q = (VUF)t - 0x4b400000u;
+    VUF q1 = (VUF)((VIF)q >> 1), q2 = q - q1;
+    return p * (VF)((q1 + 127u) << 23) * (VF)((q2 + 127u) << 23);
 #endif
 }
 
@@ -94,9 +96,9 @@ static inline VD ISUF(vexpd_core)(VD x) {
 #if ISA_KIND == 3
     return (VD)_mm512_scalef_pd((__m512d)p, (__m512d)n);
 #else
-    VID q = (VID)t - 0x4338000000000000LL;             /* bits of t - bits of magic */
-    VID q1 = q >> 1, q2 = q - q1;
-    return p * (VD)((q1 + 1023) << 52) * (VD)((q2 + 1023) << 52);
+    VUD q = (VUD)t - 0x4338000000000000ULL;           /* bits of t - bits of magic, unsigned */
+    VUD q1 = (VUD)((VID)q >> 1), q2 = q - q1;
+    return p * (VD)((q1 + 1023u) << 52) * (VD)((q2 + 1023u) << 52);
 #endif
 }
 

@@ -7,10 +7,14 @@ typedef float CAT(vf_, ISA) __attribute__((vector_size(VBYTES)));
 typedef int32_t CAT(vif_, ISA) __attribute__((vector_size(VBYTES)));
 typedef double CAT(vd_, ISA) __attribute__((vector_size(VBYTES)));
 typedef int64_t CAT(vid_, ISA) __attribute__((vector_size(VBYTES)));
+typedef uint32_t CAT(vuf_, ISA) __attribute__((vector_size(VBYTES)));
+typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define VF CAT(vf_, ISA)
 #define VIF CAT(vif_, ISA)
 #define VD CAT(vd_, ISA)
 #define VID CAT(vid_, ISA)
+#define VUF CAT(vuf_, ISA)
+#define VUD CAT(vud_, ISA)
 #define ISUF(f) CAT(CAT(f, _), ISA)
 #include "_xentc_exp.h"
 
@@ -108,4 +112,6 @@ static const xentc_rows_table ISUF(table) = {
 #undef VIF
 #undef VD
 #undef VID
+#undef VUF
+#undef VUD
 #undef ISUF
