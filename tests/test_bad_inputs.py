@@ -88,6 +88,15 @@ _MEMMAPS = tempfile.mkdtemp(prefix="xentc-bad-inputs-")
 atexit.register(shutil.rmtree, _MEMMAPS, ignore_errors=True)
 
 
+def misaligned_sentinel(shape, dtype=F8):
+    """S(shape) in a C-contiguous array one byte past an aligned address."""
+    a = S(shape, dtype)
+    u = np.frombuffer(bytearray(a.nbytes + 1), dtype=a.dtype, offset=1, count=a.size).reshape(shape)
+    u[...] = a
+    assert u.flags.c_contiguous and u.flags.writeable and not u.flags.aligned
+    return u
+
+
 def readonly_memmap(shape, dtype=F8):
     path = os.path.join(_MEMMAPS, f"m{len(os.listdir(_MEMMAPS))}.bin")
     w = np.memmap(path, dtype=dtype, mode="w+", shape=shape)
@@ -508,6 +517,11 @@ for fn, arg, shape in OUTPUTS:
         else:
             match = lit(f"{arg} " + message.format(name=arg))
         case(f"{arg} {desc}", fn, kw(fn, **{arg: lambda k, m=make: m()}), exc, match)
+
+for fn, arg, shape in OUTPUTS:  # the kernels store through typed pointers: misaligned is refused
+    case(f"{arg} misaligned", fn, kw(fn, **{arg: lambda k, sh=shape: misaligned_sentinel(sh)}), ValueError,
+         rf"^{arg} must be aligned to its itemsize \(8 bytes\), got an array at address 0x[0-9a-f]+ "
+         r"\(1 bytes past it\)$")
 
 for fn, arg, shape in OUTPUTS:  # the result dtype of float16 logits is float16, of integers float64
     other = {"out": "grad_out", "grad_out": "out"}[arg]  # the other output, if fn takes it: float16 too

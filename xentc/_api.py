@@ -250,6 +250,10 @@ def _check_output(name, out, shape, dtype):
         raise ValueError(f"{name} must be C-contiguous, got an array with strides {out.strides}")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable, got a read-only array")
+    if not out.flags.aligned:   # the kernels store through typed C pointers
+        address = out.__array_interface__["data"][0]
+        raise ValueError(f"{name} must be aligned to its itemsize ({out.dtype.itemsize} bytes), got an "
+                         f"array at address {address:#x} ({address % out.dtype.itemsize} bytes past it)")
 
 
 def _same_memory(a, b):
