@@ -92,6 +92,19 @@ def twice(call):
     return first
 
 
+def grad_mode_args(grad_mode, xin, xa, rd, kwargs):
+    """The logits to pass and kwargs for one gradient mode: "none", "return_grad",
+    "grad_out" (a fresh array of 7s) or "in place" (grad_out= a fresh copy of the
+    logits, passed as the logits too)."""
+    if grad_mode == "return_grad":
+        kwargs["return_grad"] = True
+    elif grad_mode == "grad_out":
+        kwargs["grad_out"] = np.full(xa.shape, 7, dtype=rd)
+    elif grad_mode == "in place":
+        xin = kwargs["grad_out"] = np.array(xa, dtype=rd, order="C")
+    return xin
+
+
 @contextlib.contextmanager
 def scratch():
     """A directory for the memory maps of one example (hypothesis examples may
@@ -472,15 +485,9 @@ def test_dense(data, case, validate, layouts, grad_mode, use_out, return_lse):
         def call(nt):
             kwargs = {"validate_labels": validate, "return_lse": return_lse, "where": where,
                       "num_threads": nt}
-            xx = xin
             if use_out:
                 kwargs["out"] = np.full(loss_shape(xa.shape, axis), 7, dtype=rd)
-            if grad_mode == "return_grad":
-                kwargs["return_grad"] = True
-            elif grad_mode == "grad_out":
-                kwargs["grad_out"] = np.full(xa.shape, 7, dtype=rd)
-            elif grad_mode == "in place":
-                xx = kwargs["grad_out"] = np.array(xa, dtype=rd, order="C")
+            xx = grad_mode_args(grad_mode, xin, xa, rd, kwargs)
             res = xentc.softmax_cross_entropy_with_logits(yin, xx, axis, **kwargs)
             res = res if isinstance(res, tuple) else (res,)
             if use_out:
@@ -543,15 +550,9 @@ def test_sparse(data, case, label_dtype, layouts, grad_mode, use_out, return_lse
 
         def call(nt):
             kwargs = {"return_lse": return_lse, "where": where, "num_threads": nt}
-            xx = xin
             if use_out:
                 kwargs["out"] = np.full(xa.shape[:-1], 7, dtype=rd)
-            if grad_mode == "return_grad":
-                kwargs["return_grad"] = True
-            elif grad_mode == "grad_out":
-                kwargs["grad_out"] = np.full(xa.shape, 7, dtype=rd)
-            elif grad_mode == "in place":
-                xx = kwargs["grad_out"] = np.array(xa, dtype=rd, order="C")
+            xx = grad_mode_args(grad_mode, xin, xa, rd, kwargs)
             res = xentc.sparse_softmax_cross_entropy_with_logits(lin, xx, **kwargs)
             res = res if isinstance(res, tuple) else (res,)
             if use_out:
@@ -671,13 +672,7 @@ def test_cross_entropy(data, case, kind, reduction, eps, weight_kind, grad_mode,
 
         def call(nt):
             kw = dict(kwargs, reduction=reduction, axis=axis, num_threads=nt)
-            xx = xin
-            if grad_mode == "return_grad":
-                kw["return_grad"] = True
-            elif grad_mode == "grad_out":
-                kw["grad_out"] = np.full(xa.shape, 7, dtype=rd)
-            elif grad_mode == "in place":
-                xx = kw["grad_out"] = np.array(xa, dtype=rd, order="C")
+            xx = grad_mode_args(grad_mode, xin, xa, rd, kw)
             res = xentc.cross_entropy(xx, tin, **kw)
             if "grad_out" in kw:
                 assert res[1] is kw["grad_out"]
@@ -759,13 +754,7 @@ def test_sigmoid(data, case, layouts, labels_kind, q_kind, grad_mode, zero_d):
 
         def call(nt):
             kw = {"pos_weight": q, "num_threads": nt}
-            xx = xin
-            if grad_mode == "return_grad":
-                kw["return_grad"] = True
-            elif grad_mode == "grad_out":
-                kw["grad_out"] = np.full(xa.shape, 7, dtype=rd)
-            elif grad_mode == "in place":
-                xx = kw["grad_out"] = np.array(xa, dtype=rd, order="C")
+            xx = grad_mode_args(grad_mode, xin, xa, rd, kw)
             res = xentc.sigmoid_cross_entropy_with_logits(zin, xx, **kw)
             if "grad_out" in kw:
                 assert res[1] is kw["grad_out"]
