@@ -150,7 +150,7 @@ extensions = [
         sources=["xentc/_kernels.pyx", "xentc/_xentc_rows.c"],
         include_dirs=["xentc"],
         depends=["xentc/_xentc_omp.h", "xentc/_xentc_rows.h", "xentc/_xentc_isa.h",
-                 "xentc/_xentc_exp.h", "xentc/_xentc_rows_impl.h"],
+                 "xentc/_xentc_exp.h", "xentc/_xentc_prims.h", "xentc/_xentc_rows_impl.h"],
     ),
     Extension("xentc._elementwise", sources=["xentc/_elementwise.pyx"], include_dirs=["xentc"],
               depends=["xentc/_xentc_omp.h"]),

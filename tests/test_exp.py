@@ -113,3 +113,10 @@ def test_exp_on_tails_of_every_length(dtype):
     for n in range(1, 40):
         x = np.linspace(-5, 5, n).astype(dtype)
         np.testing.assert_allclose(vexp(x), np.exp(x), rtol=4 * np.finfo(dtype).eps)
+
+
+def test_exp_refuses_an_output_of_another_length():
+    x = np.zeros(8, dtype=np.float32)
+    for fn in (_kernels.exp, _kernels.exp_sum):
+        with pytest.raises(ValueError, match="out must have x's length 8, got 7"):
+            fn(x, np.empty(7, dtype=np.float32))

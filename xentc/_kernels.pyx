@@ -120,6 +120,8 @@ select_isa(os.environ.get("XENTC_ISA", "auto").strip().lower() or "auto")
 
 def exp(floating[::1] x, floating[::1] out):
     """out = exp(x) with the vectorised exp of the SIMD path in use (for tests)."""
+    if out.shape[0] != x.shape[0]:
+        raise ValueError(f"out must have x's length {x.shape[0]}, got {out.shape[0]}")
     if x.shape[0] == 0:
         return
     if floating is float:
@@ -130,7 +132,9 @@ def exp(floating[::1] x, floating[::1] out):
 
 def exp_sum(float[::1] x, float[::1] out):
     """out = exp(x) for x <= 0 with the float exp the row kernels use for the
-    terms of a row's sum (cheaper range reduction; for tests)."""
+    terms of a row's sum (Horner form; for tests)."""
+    if out.shape[0] != x.shape[0]:
+        raise ValueError(f"out must have x's length {x.shape[0]}, got {out.shape[0]}")
     if x.shape[0] > 0:
         xentc_rows.exp_sum_f32(&x[0], &out[0], x.shape[0])
 
