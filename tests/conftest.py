@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 # --------------------------------------------------------------------------
 # hypothesis profiles: `ci` (loaded when CI is set) is derandomised, the same
@@ -188,3 +189,20 @@ def relayout(a, layout, directory=None):
 def memmap_dir(tmp_path_factory):
     """A directory for memory-mapped inputs (session-scoped, so hypothesis tests may use it)."""
     return tmp_path_factory.mktemp("memmaps")
+
+
+def draw_logit_values(draw, rng, dtype, shape, small):
+    """Logits of dtype and shape for the hypothesis generators: floats uniform in
+    +-bound (bound drawn from small, 30 and, but for float16, 1e4), sometimes only a
+    handful of distinct values (ties); bools; integers in [-60, 60] within the dtype."""
+    if dtype.kind == "f":
+        # float16 results must stay in float16's range: small logits
+        bound = draw(st.sampled_from([small, 30.0] if dtype == F16 else [small, 30.0, 1e4]))
+        values = rng.uniform(-bound, bound, size=shape)
+        if draw(st.booleans()):  # ties: a handful of distinct values
+            values = np.round(values / bound * 2) * bound / 2
+        return values.astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(max(info.min, -60), min(info.max, 60), size=shape, endpoint=True).astype(dtype)

@@ -41,8 +41,8 @@ from hypothesis.extra.numpy import array_shapes
 
 import reference
 import xentc
-from conftest import (F16, F32, F64, INT_DTYPES, LAYOUTS, assert_close, compute_dtype, relayout,
-                      result_dtype)
+from conftest import (F16, F32, F64, INT_DTYPES, LAYOUTS, assert_close, compute_dtype, draw_logit_values,
+                      relayout, result_dtype)
 
 FLOAT_DTYPES = [F16, F32, F64]
 # floats more often than the others
@@ -206,17 +206,7 @@ def logits_case(draw, class_axis_last=False, dtypes=LOGIT_DTYPES, specials=True,
     shape, axis, size = draw(shapes(class_axis_last, min_ndim))
     dtype = draw(st.sampled_from(dtypes))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    if dtype.kind == "f":
-        bound = draw(st.sampled_from([1.0, 30.0] if dtype == F16 else [1.0, 30.0, 1e4]))
-        values = rng.uniform(-bound, bound, size=shape)
-        if draw(st.booleans()):  # ties: a handful of distinct values
-            values = np.round(values / bound * 2) * bound / 2
-        x = values.astype(dtype)
-    elif dtype.kind == "b":
-        x = rng.integers(0, 2, size=shape).astype(dtype)
-    else:
-        info = np.iinfo(dtype)
-        x = rng.integers(max(info.min, -60), min(info.max, 60), size=shape, endpoint=True).astype(dtype)
+    x = draw_logit_values(draw, rng, dtype, shape, small=1.0)
     if specials and dtype.kind == "f" and x.size:
         inject_specials(draw, rng, x, axis)
     return x, axis, size

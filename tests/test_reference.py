@@ -16,7 +16,7 @@ from hypothesis.extra.numpy import array_shapes
 
 import reference
 import xentc
-from conftest import (F16, F32, F64, INT_DTYPES, LAYOUTS, assert_close, compute_dtype,
+from conftest import (F16, F32, F64, INT_DTYPES, LAYOUTS, assert_close, compute_dtype, draw_logit_values,
                       relayout, result_dtype)
 
 FLOAT_DTYPES = [F16, F32, F64]
@@ -47,18 +47,7 @@ def logits_and_axis(draw, class_axis_last=False, specials=True, dtypes=LOGIT_DTY
     dtype = draw(st.sampled_from(dtypes))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    if dtype.kind == "f":
-        # float16 results must stay in float16's range: small logits
-        bound = draw(st.sampled_from([3.0, 30.0] if dtype == F16 else [3.0, 30.0, 1e4]))
-        values = rng.uniform(-bound, bound, size=shape)
-        if draw(st.booleans()):  # ties: a handful of distinct values
-            values = np.round(values / bound * 2) * bound / 2
-        x = values.astype(np.float64).astype(dtype)
-    elif dtype.kind == "b":
-        x = rng.integers(0, 2, size=shape).astype(dtype)
-    else:
-        info = np.iinfo(dtype)
-        x = rng.integers(max(info.min, -60), min(info.max, 60), size=shape, endpoint=True).astype(dtype)
+    x = draw_logit_values(draw, rng, dtype, shape, small=3.0)
     if specials and dtype.kind == "f" and x.size:
         moved = np.moveaxis(x, axis, -1)  # a view: writes go to x
         n_rows = int(np.prod(moved.shape[:-1]))
