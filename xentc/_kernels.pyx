@@ -131,8 +131,9 @@ def exp(floating[::1] x, floating[::1] out):
 
 
 def exp_sum(float[::1] x, float[::1] out):
-    """out = exp(x) for x <= 0 with the float exp the row kernels use for the
-    terms of a row's sum (Horner form; for tests)."""
+    """out = exp(x) * 2**64 for x <= 0 (0 below -104) with the float exp the
+    row kernels use for the terms of a row's sum (Horner form, scaled by 2**64
+    so that every term is normal; for tests)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError(f"out must have x's length {x.shape[0]}, got {out.shape[0]}")
     if x.shape[0] > 0:

@@ -42,11 +42,14 @@ static inline VF ISUF(vexpf_core)(VF x) {
 #endif
 }
 
-/* exp(x) for x in [-104, 0], for sums of many terms only (the row's sum of
- * exp(x - max)): vexpf_core's reduction and polynomial, the polynomial in
- * Horner form 1 + r (1 + r P(r)), which saves a multiply and an add.  Also
- * within 2 ulp (tests/test_exp.py); the output paths (softmax, gradients)
- * keep vexpf_core. */
+/* exp(x) 2^64 for x in [-104, 0], for sums of many terms only (the row's sum
+ * of exp(x - max)): vexpf_core's reduction and polynomial, the polynomial in
+ * Horner form 1 + r (1 + r P(r)), which saves a multiply and an add.  The
+ * factor 2^64 keeps every term normal (exp(-104) 2^64 = 1.3e-26), so 2^(n + 64)
+ * is one power of two built with an add and a shift, and one multiply applies
+ * it; the caller takes the 2^64 out of the sum (exact: a power of two, rounded
+ * once should the sum be denormal).  Within 2 ulp of exp(x) 2^64
+ * (tests/test_exp.py); the output paths (softmax, gradients) keep vexpf_core. */
 static inline VF ISUF(vexpf_sum)(VF x) {
     const float log2e = 1.44269504088896341f, magic = 12582912.0f; /* 1.5 * 2^23 */
     VF t = x * log2e + magic;
@@ -60,11 +63,11 @@ static inline VF ISUF(vexpf_sum)(VF x) {
     p = p * r + 1.0f;
     p = p * r + 1.0f;
 #if ISA_KIND == 3
-    return (VF)_mm512_scalef_ps((__m512)p, (__m512)n);
+    return (VF)_mm512_scalef_ps((__m512)p, (__m512)(n + 64.0f));
 #else
-    VUF q = (VUF)t - 0x4b400000u;
-    VUF q1 = (VUF)((VIF)q >> 1), q2 = q - q1;
-    return p * (VF)((q1 + 127u) << 23) * (VF)((q2 + 127u) << 23);
+    /* bits of 2^(n + 64) = (n + 64 + 127) << 23, n = bits of t - bits of magic
+     * (unsigned lanes: the subtraction wraps, the shift drops what wrapped) */
+    return p * (VF)(((VUF)t << 23) + ((191u - 0x4b400000u) << 23));
 #endif
 }
 

@@ -25,6 +25,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define NL (VBYTES / 4)
 #define VEXPCORE ISUF(vexpf_core)
 #define VEXPSUM ISUF(vexpf_sum)
+#define SUMSCALE_INV 0x1p-64
 #define ZLOW (-104.0f)
 #define TINF INFINITY
 #define SUF(f) CAT(CAT(f, _f32_), ISA)
@@ -36,6 +37,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #undef NL
 #undef VEXPCORE
 #undef VEXPSUM
+#undef SUMSCALE_INV
 #undef ZLOW
 #undef TINF
 #undef SUF
@@ -47,6 +49,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define NL (VBYTES / 8)
 #define VEXPCORE ISUF(vexpd_core)
 #define VEXPSUM ISUF(vexpd_core)
+#define SUMSCALE_INV 1.0
 #define ZLOW (-746.0)
 #define TINF ((double)INFINITY)
 #define SUF(f) CAT(CAT(f, _f64_), ISA)
@@ -58,6 +61,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #undef NL
 #undef VEXPCORE
 #undef VEXPSUM
+#undef SUMSCALE_INV
 #undef ZLOW
 #undef TINF
 #undef SUF
@@ -72,14 +76,14 @@ static void ISUF(exp_f32)(const float *x, float *y, ptrdiff_t n) {
     }
 }
 
-/* the sum-only exp of the row kernels, on x <= 0 clamped at -104 as there (tests) */
+/* the row kernels' terms of a sum, exp(x) 2^64 for float (x <= 0; 0 below
+ * -104), through the kernels' own helper (tests) */
 static void ISUF(exp_sum_f32)(const float *x, float *y, ptrdiff_t n) {
     for (ptrdiff_t j = 0; j < n; j += VBYTES / 4) {
         VF v = {0};
         ptrdiff_t r = n - j < VBYTES / 4 ? n - j : VBYTES / 4;
         memcpy(&v, x + j, r * sizeof(float));
-        VIF lo = v < -104.0f;
-        v = ISUF(vexpf_sum)((VF)(((VIF)v & ~lo) | ((VIF)((VF){0} - 104.0f) & lo)));
+        v = CAT(exp_neg_sum_f32_, ISA)(v);
         memcpy(y + j, &v, r * sizeof(float));
     }
 }

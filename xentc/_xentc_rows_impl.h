@@ -7,7 +7,8 @@
  *   NL         lanes per vector
  *   SUF(f)     f with the type and ISA suffix appended
  *   VEXPCORE   vector exp without range checks, valid on [ZLOW, 0]
- *   VEXPSUM    the same for terms that are only summed (may be cheaper)
+ *   VEXPSUM    the same times 1 / SUMSCALE_INV (a power of two), for terms
+ *              that are only summed (may be cheaper)
  *   ZLOW       below it exp rounds to 0 (-104 float, -746 double)
  *   TINF       +inf of type T
  *   ISA_KIND   for _xentc_prims.h
@@ -48,8 +49,10 @@ static inline VT SUF(sel)(VIT mask, VT a, VT b) {
 /* exp(z) for z <= 0 or -inf (never NaN): 0 below ZLOW */
 static inline VT SUF(exp_neg)(VT z) { return VEXPCORE(SUF(vmax)(z, SUF(splat)(ZLOW))); }
 
-/* the same, for terms that only go into a sum */
-static inline VT SUF(exp_neg_sum)(VT z) { return VEXPSUM(SUF(vmax)(z, SUF(splat)(ZLOW))); }
+/* the same times 1 / SUMSCALE_INV, for terms that only go into a sum: lanes
+ * below ZLOW are set to 0 after the exp (the scaled exp of a clamped z would
+ * not be 0, and -inf must add exactly 0) */
+static inline VT SUF(exp_neg_sum)(VT z) { return (VT)((VIT)VEXPSUM(z) & (z >= SUF(splat)(ZLOW))); }
 
 static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
@@ -275,7 +278,7 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     }
     b->m = bm;
     b->c = SUF(hcount)(a.c);
-    b->rest = SUF(hsum)(a.s);
+    b->rest = SUF(hsum)(a.s) * SUMSCALE_INV;   /* VEXPSUM's scale out */
     b->sy = mode ? SUF(hsum)(a.sy) : 0;
     b->yz = mode ? SUF(hsum)(a.yz) : 0;
     b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
@@ -765,7 +768,7 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
     L->ymin = ymin;
     L->swz = swz;
     L->m = m;
-    L->s = (cnt - 1) + rest;
+    L->s = (cnt - 1) + rest * (T)SUMSCALE_INV;   /* VEXPSUM's scale out */
     L->sy = sy;
     L->yz = yz;
     L->bad = bad;
