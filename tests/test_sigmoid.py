@@ -547,3 +547,16 @@ def test_tensorflow_weighted_gradient_is_wrong_at_zero():
     expected = ((1 - z) / 2 - np.broadcast_to(q, x.shape) * z / 2)[at_zero]
     np.testing.assert_allclose(grad[at_zero], expected, rtol=1e-15)
     np.testing.assert_allclose(np.array(case["results"]["torch"]["grad"])[at_zero], expected, rtol=1e-6)
+
+
+def test_label_times_pos_weight_that_rounds_to_0_in_float32_still_counts():
+    # found by the hypothesis suite: label 2**-149 (the least float32 denormal) times
+    # pos_weight 0.5 rounds to 0 in float32, and the "label 1" term was left out as if
+    # its weight were 0: the loss at x = -inf was 0 instead of +inf
+    x = np.array([-np.inf, -1e38, 2.0], dtype=np.float32)
+    z = np.array([2.0**-149, 1e-30, 0.3], dtype=np.float32)
+    q = np.array([0.5, 1e-20, 2.0], dtype=np.float32)
+    got = xentc.sigmoid_cross_entropy_with_logits(z, x, pos_weight=q)
+    ref, _ = reference.sigmoid_xent(z.astype(np.float64), x.astype(np.float64), q.astype(np.float64))
+    assert got[0] == np.inf
+    assert_close(got, ref, np.float32, what="loss")

@@ -115,10 +115,15 @@ cdef inline void _sigmoid_run(const floating *x, const floating *z, const floati
     grad may be x itself: x[k] is read before grad[k] is written."""
     cdef Py_ssize_t k
     cdef floating xk, a, b, e, l, sp_neg, sp_pos, acc, r
+    cdef double ad
     for k in range(n):
         xk = x[k]
         b = 1 - z[k]                                 # weight of sp(x), the "label 0" term
-        a = z[k] * q[k * q_step] if q != NULL else z[k]   # weight of sp(-x), the "label 1" term
+        # weight of sp(-x), the "label 1" term; in double for the loss, where a
+        # product of two small float32 weights that rounds to 0 still counts
+        # (a denormal label with pos_weight 0.5 at x = -inf gives +inf, not 0)
+        ad = <double>z[k] * q[k * q_step] if q != NULL else z[k]
+        a = <floating>ad
         e = _exp(-_fabs(xk))                         # in (0, 1]: never overflows
         l = _log1p(e)
         if xk > 0:
@@ -128,8 +133,8 @@ cdef inline void _sigmoid_run(const floating *x, const floating *z, const floati
             sp_pos = l
             sp_neg = l - xk
         acc = 0
-        if a != 0:                                   # 0 * sp(-x) is 0 even at x = -inf
-            acc = a * sp_neg
+        if ad != 0:                                  # 0 * sp(-x) is 0 even at x = -inf
+            acc = <floating>(ad * sp_neg)
         if b != 0:                                   # 0 * sp(x) is 0 even at x = +inf
             acc = acc + b * sp_pos
         if xk != xk:                                 # NaN logit: NaN whatever the weights
