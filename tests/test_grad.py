@@ -186,3 +186,67 @@ def test_in_place_is_only_done_when_asked():
     xentc.softmax(x)
     xentc.log_softmax(x)
     assert np.array_equal(x, x0)
+
+
+def _block_rows(n, dtype, seed):
+    """Rows of n classes that exercise the block structure of the kernels (blocks of
+    256-1024 classes): +inf and NaN in a late block, ties of the max in different
+    blocks, whole blocks of -inf, all ties, a confident row whose other terms are
+    below exp's range, and a row of -inf but one."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(9, n)) * 3
+    rows[1, n - 3] = np.inf
+    rows[2, [5, n - 7]] = np.inf
+    rows[3, :2048] = -np.inf
+    rows[4, n - 2] = np.nan
+    rows[5, [1, n // 2, n - 1]] = 20.0
+    rows[6] = 0.5
+    rows[7] = -200.0
+    rows[7, n // 3] = 10.0
+    rows[8] = -np.inf
+    rows[8, n - 5] = 1.0
+    return rows.astype(dtype)
+
+
+# Rows of at most 256 KiB keep exp(x - block max) in the gradient (or softmax) buffer
+# between the statistics pass and the output pass; longer ones compute exp twice: both sides of
+# that length (65536 float32, 32768 float64), and rows of a few blocks.
+@pytest.mark.parametrize("dtype,n", [(F32, 1000), (F32, 5000), (F32, 65536), (F32, 65537),
+                                     (F64, 3000), (F64, 32768), (F64, 32769)])
+def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
+    x = _block_rows(n, dtype, n)
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, n, size=len(x))
+    labels[[1, 2, 5, 7, 8]] = [n - 3, 5, n // 2, n // 3, n - 5]   # some labels at the max
+    labels[0] = 17                                                  # and some elsewhere
+    x64 = x.astype(np.float64)
+
+    p = xentc.softmax(x)
+    assert_close(p, reference.softmax(x64), dtype, what="softmax")
+    inplace = x.copy()
+    assert xentc.softmax(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, p)
+
+    ref_loss, ref_grad = reference.sparse_xent(labels, x64)
+    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True)
+    assert_close(loss, ref_loss, dtype, reference.error_scale_sparse_loss(labels, x64), what="sparse loss")
+    assert_close(grad, ref_grad, dtype, np.abs(ref_grad) + 1, what="sparse grad")
+    inplace = x.copy()
+    loss_ip, grad_ip = xentc.sparse_softmax_cross_entropy_with_logits(labels, inplace, grad_out=inplace)
+    assert grad_ip is inplace
+    np.testing.assert_array_equal(loss_ip, loss)
+    np.testing.assert_array_equal(grad_ip, grad)
+
+    y = rng.random(x.shape)
+    y[:, ::3] = 0.0
+    y[np.arange(len(x)), labels] += 5.0   # much of the mass at the label, at the max in some rows
+    y /= y.sum(axis=1, keepdims=True)
+    y = y.astype(dtype)
+    ref_loss, ref_grad = reference.dense_xent(y.astype(np.float64), x64)
+    loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+    assert_close(loss, ref_loss, dtype, reference.error_scale_dense_loss(y, x64), what="dense loss")
+    assert_close(grad, ref_grad, dtype, reference.error_scale_dense_grad(y, x64), what="dense grad")
+    inplace = x.copy()
+    loss_ip, grad_ip = xentc.softmax_cross_entropy_with_logits(y, inplace, grad_out=inplace)
+    np.testing.assert_array_equal(loss_ip, loss)
+    np.testing.assert_array_equal(grad_ip, grad)

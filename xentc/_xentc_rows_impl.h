@@ -189,13 +189,15 @@ static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
  * -inf (rare): the ties are the infinite elements, every other exp(x - bm) is
  * 0 (bm = +inf); with bm = -inf all elements are ties. */
 static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm, SUF(acc) *b,
-                                 const uint8_t *mk) {
+                                 const uint8_t *mk, T *eo) {
     int mode = SUF(lab_mode)(L);
     b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0; b->ymax = 0;
     for (ptrdiff_t j = 0; j < n; j++) {
         int in = !mk || mk[j];
         T xj = in ? x[j] : -TINF;
         if (xj == bm) b->c++;
+        if (eo)   /* exp(x - bm) / SUMSCALE_INV (see row_stats_gt): 1 at +inf ties, else 0 */
+            eo[j] = bm == TINF && xj == bm ? (T)(1 / SUMSCALE_INV) : (T)0;
         if (mode && in) {
             T yj = SUF(lab_at)(L, j0 + j, mode);
             b->sy += yj;
@@ -210,11 +212,13 @@ static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, pt
 /* Accumulators of block_stats. */
 typedef struct { VT s, sy, yz, ymin, ymax; VIT c; } SUF(vsums);
 
-/* One vector of block_stats: v (logits), w (labels, unless mode 0). */
-static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int mode) {
+/* One vector of block_stats: v (logits), w (labels, unless mode 0); returns
+ * the vector's terms exp(v - bm) / SUMSCALE_INV (ties included). */
+static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int mode) {
     VT zero = SUF(splat)(0);
     VT z = v - vbm;
-    SUF(add_nontie)(&a->s, &a->c, v, vbm, SUF(exp_neg_sum)(z));
+    VT e = SUF(exp_neg_sum)(z);
+    SUF(add_nontie)(&a->s, &a->c, v, vbm, e);
     if (mode == 5)   /* no zero weight in the block: w z needs no guard (one FMA) */
         a->yz += w * z;
     else if (mode)
@@ -224,19 +228,25 @@ static inline __attribute__((always_inline)) void SUF(stats_step)(SUF(vsums) *a,
         a->ymin = SUF(vmin)(w, a->ymin);
         a->ymax = SUF(vmax)(w, a->ymax);
     }
+    return e;
 }
 
+/* eo (or NULL): where the terms go (stats_step), eo[j] for x[j]; may be x */
 static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
-                                                                  ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode) {
+                                                                  ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode,
+                                                                  T *eo) {
     ptrdiff_t j = 0;
     for (; j + NL <= n; j += NL) {
         __builtin_prefetch(x + j + BLOCK);   /* the next block, read by block_max next */
         if (mode == 1 || mode == 2) __builtin_prefetch(L->y + j0 + j + BLOCK);
-        SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
+        VT e = SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
+        if (eo) SUF(store)(eo + j, e);
     }
-    if (j < n)   /* the pads are -inf with weight 0: mode 5 needs the guard here */
-        SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
-                        vbm, mode == 5 ? 4 : mode);
+    if (j < n) {   /* the pads are -inf with weight 0: mode 5 needs the guard here */
+        VT e = SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
+                               vbm, mode == 5 ? 4 : mode);
+        if (eo) SUF(store_part)(eo + j, e, n - j);
+    }
 }
 
 /* the same over the classes the mask mk includes (the others: -inf, label 0) */
@@ -261,19 +271,24 @@ static void SUF(stats_loop_masked)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
  * rest = sum of exp(x - bm) over non-ties; with labels also sum(y), the least
  * and largest label and sum over y != 0 of y (x - bm). */
 static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm,
-                                    SUF(acc) *b, const uint8_t *mk) {
+                                    SUF(acc) *b, const uint8_t *mk, T *eo) {
     VT zero = SUF(splat)(0), vbm = SUF(splat)(bm);
     SUF(vsums) a = {zero, zero, zero, zero, zero, (VIT){0}};
     int mode = SUF(lab_mode)(L);
     if (mk) SUF(stats_loop_masked)(&a, x, L, j0, n, vbm, mk);
+    else if (eo) switch (mode) {   /* the terms stored too: sparse and dense rows only */
+    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, eo); break;
+    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, eo); break;
+    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, eo); break;
+    }
     else switch (mode) {   /* one specialised loop per label mode */
-    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0); break;
-    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1); break;
-    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2); break;
-    case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3); break;
+    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, NULL); break;
+    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, NULL); break;
+    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, NULL); break;
+    case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3, NULL); break;
     default:   /* mode 5: mode 4 for a block without zero weights */
-        if (L->wblk[4 * (j0 / BLOCK) + 3] == 0) SUF(stats_loop)(&a, x, L, j0, n, vbm, 5);
-        else SUF(stats_loop)(&a, x, L, j0, n, vbm, 4);
+        if (L->wblk[4 * (j0 / BLOCK) + 3] == 0) SUF(stats_loop)(&a, x, L, j0, n, vbm, 5, NULL);
+        else SUF(stats_loop)(&a, x, L, j0, n, vbm, 4, NULL);
         break;
     }
     b->m = bm;
@@ -364,9 +379,14 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
  * mask includes no class (a->any == 0). */
 /* With gt and eq (not NULL, no mask) the same read also counts into *gt the
  * elements strictly greater than xl and into *eq those equal to it
- * (incomplete when the row holds a NaN). */
+ * (incomplete when the row holds a NaN).
+ * With eo and bms (not NULL, no mask, labels of mode 0-2, n <= STORE_N), the
+ * same read also writes each block's max to bms[j / BLOCK] and the terms
+ * exp(x_j - block max) / SUMSCALE_INV to eo[j] (eo may be x: each x_j is read
+ * before eo_j is written), so that a gradient or softmax pass needs no exp of
+ * its own (stored_scale); a NaN stops it part way. */
 static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
-                                    const uint8_t *mk, T xl, int64_t *gt, int64_t *eq) {
+                                    const uint8_t *mk, T xl, int64_t *gt, int64_t *eq, T *eo, T *bms) {
     SUF(acc) b = {0};
     int any = !mk;
     *a = b;
@@ -380,10 +400,11 @@ static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, 
             a->any = 1;
             return 0;
         }
+        if (eo) bms[j / BLOCK] = bm;
         if (bm == TINF || bm == -TINF)
-            SUF(block_stats_inf)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL);
+            SUF(block_stats_inf)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL, eo ? eo + j : NULL);
         else
-            SUF(block_stats)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL);
+            SUF(block_stats)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL, eo ? eo + j : NULL);
         if (j == 0) *a = b; else SUF(merge)(a, &b);
         a->nan = 0;
     }
@@ -393,7 +414,7 @@ static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, 
 
 static inline int SUF(row_stats_masked)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
                                         const uint8_t *mk) {
-    return SUF(row_stats_gt)(x, L, n, a, mk, 0, NULL, NULL);
+    return SUF(row_stats_gt)(x, L, n, a, mk, 0, NULL, NULL, NULL, NULL);
 }
 
 static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a) {
@@ -402,6 +423,17 @@ static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF
 
 /* s: the sum without one max term (c - 1 other ties count 1 each) */
 static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) + a->rest; }
+
+/* Rows of at most STORE_N elements (they stay in the L2 cache between the
+ * two passes) keep their terms from row_stats_gt for the output pass, which
+ * then multiplies instead of taking an exp; longer rows take the exp again
+ * (storing would add a write and a read of the row in memory). */
+#define STORE_N (262144 / TBYTES)
+#define STORE_NB (STORE_N / BLOCK)
+
+/* exp(bm - M) for a stored block with max bm in a row with max M (0 when bm
+ * is -inf; 1 when bm = M = +inf) */
+static inline double SUF(stored_scale)(T bm, T m) { return bm == m ? 1.0 : exp((double)bm - (double)m); }
 
 /* logsumexp of a row from its statistics: NaN with a NaN, -inf for a row of
  * -inf, +inf when the max is +inf, else M + log1p(s) */
@@ -456,6 +488,21 @@ static inline void SUF(store_x)(T *p, ptrdiff_t j, ptrdiff_t r, VT v) {
     if (r >= NL) SUF(store)(p + j, v); else SUF(store_part)(p + j, v, r);
 }
 
+/* softmax from the stored terms: p_j = e_j SUMSCALE_INV exp(bm - M) / (1 + s)
+ * in place over e = p (row_stats_gt's eo), bms its block maxima */
+static void SUF(softmax_stored)(T *p, ptrdiff_t n, const T *bms, T m, double inv) {
+    VT unscale = SUF(splat)((T)SUMSCALE_INV);
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
+        VT f = SUF(splat)((T)(SUF(stored_scale)(bms[j0 / BLOCK], m) * inv));
+        ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
+        for (ptrdiff_t j = j0; j < end; j += NL) {
+            ptrdiff_t r = end - j;
+            VT e = r >= NL ? SUF(load)(p + j) : SUF(load_part)(p + j, r, 0);
+            SUF(store_x)(p, j, r, e * f * unscale);
+        }
+    }
+}
+
 /* Dense labels:
  *   loss = log1p(s) sum(y) - sum_{y != 0} y (x - M)     (both terms >= 0 for y >= 0)
  *   grad = softmax sum(y) - y; at the ties of M written as
@@ -469,7 +516,9 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
                         int8_t *invalid, T *lse, const uint8_t *mk) {
     SUF(acc) a;
     int mode = SUF(lab_mode)(L);
-    int defined = SUF(row_stats_masked)(x, L, n, &a, mk);
+    T bms[STORE_NB];
+    int st = g && !mk && n <= STORE_N && (mode == 1 || mode == 2);   /* the terms kept in g */
+    int defined = SUF(row_stats_gt)(x, L, n, &a, mk, 0, NULL, NULL, st ? g : NULL, bms);
     if (lse) *lse = a.any ? SUF(lse_of)(&a, defined) : -TINF;
     if (invalid)   /* labels are checked as given; NaN logits or a mask stop row_stats' sums */
         *invalid = a.nan || mk ? SUF(labels_invalid)(L->y, n, rtol)
@@ -480,7 +529,29 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
     }
     double s = SUF(row_s)(&a);
     T loss = (T)(log1p(s) * a.sy - a.yz);
-    if (g) {
+    if (g && st) {
+        /* g holds e = exp(x - bm) / SUMSCALE_INV per block of max bm: softmax
+         * sum(y) = e SUMSCALE_INV exp(bm - M) sum(y) / (1 + s); the ties of M
+         * are where bm = M and e = 1 / SUMSCALE_INV (also x = +inf ties of a
+         * +inf row, see block_stats_inf) */
+        T inv = (T)(1.0 / (1.0 + s));
+        VT vinv = SUF(splat)(inv), vs = SUF(splat)((T)s), vsy = SUF(splat)((T)a.sy), vg = SUF(splat)(gscale);
+        VT unscale = SUF(splat)((T)SUMSCALE_INV), one = SUF(splat)((T)(1 / SUMSCALE_INV));
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
+            T bm = bms[j0 / BLOCK];
+            VT vpk = SUF(splat)((T)(SUF(stored_scale)(bm, a.m) * a.sy / (1.0 + s)));
+            ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
+            for (ptrdiff_t j = j0; j < end; j += NL) {
+                ptrdiff_t r = end - j;
+                VT e = r >= NL ? SUF(load)(g + j) : SUF(load_part)(g + j, r, 0);
+                VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
+                VT gv = (e * unscale) * vpk - w;
+                if (bm == a.m) gv = SUF(sel)(e == one, ((vsy - w) - w * vs) * vinv, gv);
+                if (gscale != 1) gv *= vg;
+                SUF(store_x)(g, j, r, gv);
+            }
+        }
+    } else if (g) {
         T inv = (T)(1.0 / (1.0 + s)), ts = (T)s, tsy = (T)a.sy;
         if (a.m == TINF) {
             for (ptrdiff_t j = 0; j < n; j++) {
@@ -515,7 +586,9 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
 static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, T *lse, const uint8_t *mk) {
     SUF(acc) a;
     T xl = x[label];
-    int defined = SUF(row_stats_masked)(x, NULL, n, &a, mk);
+    T bms[STORE_NB];
+    int st = g && !mk && n <= STORE_N;   /* the terms kept in g (see row_stats_gt) */
+    int defined = SUF(row_stats_gt)(x, NULL, n, &a, mk, 0, NULL, NULL, st ? g : NULL, bms);
     if (lse) *lse = a.any ? SUF(lse_of)(&a, defined) : -TINF;
     if (!defined) {   /* NaN at the included classes of an undefined row, 0 elsewhere */
         if (g) {
@@ -531,7 +604,9 @@ static T SUF(sparse_row)(const T *x, ptrdiff_t label, T *g, ptrdiff_t n, T *lse,
     if (g) {
         double inv = 1.0 / (1.0 + s);
         T tinv = (T)inv;
-        if (a.m == TINF) {
+        if (st) {
+            SUF(softmax_stored)(g, n, bms, a.m, inv);
+        } else if (a.m == TINF) {
             for (ptrdiff_t j = 0; j < n; j++) g[j] = SUF(e_inf)(SUF(x_in)(x, mk, j)) * tinv;
         } else {
             VT vm = SUF(splat)(a.m), vinv = SUF(splat)(tinv);
@@ -569,7 +644,7 @@ static void SUF(score_row)(const T *x, ptrdiff_t label, const T *y, ptrdiff_t n,
     SUF(lab) L = {y, NULL, 1, 0, NULL};
     int64_t gt = 0, eq = 0;   /* row-wide counts: may exceed 2^31 (not a long: 32 bits on Windows) */
     T xl = x[label];
-    int defined = SUF(row_stats_gt)(x, y ? &L : NULL, n, &a, NULL, xl, &gt, &eq);
+    int defined = SUF(row_stats_gt)(x, y ? &L : NULL, n, &a, NULL, xl, &gt, &eq, NULL, NULL);
     if (lse) *lse = SUF(lse_of)(&a, defined);
     if (invalid)
         *invalid = a.nan ? SUF(labels_invalid)(y, n, rtol) : !(a.ymin >= 0 && fabs(a.sy - 1.0) <= rtol);
@@ -605,7 +680,16 @@ static void SUF(score_rows)(const T *x, const int64_t *labels, const T *y, T *lo
  * no class included get 0 */
 static void SUF(softmax_row)(const T *x, T *p, ptrdiff_t n, const uint8_t *mk) {
     SUF(acc) a;
-    if (!SUF(row_stats_masked)(x, NULL, n, &a, mk)) { SUF(fill_masked)(p, n, a.any ? (T)NAN : 0, 0, mk); return; }
+    T bms[STORE_NB];
+    int st = !mk && n <= STORE_N;   /* the terms kept in p (see row_stats_gt) */
+    if (!SUF(row_stats_gt)(x, NULL, n, &a, mk, 0, NULL, NULL, st ? p : NULL, bms)) {
+        SUF(fill_masked)(p, n, a.any ? (T)NAN : 0, 0, mk);
+        return;
+    }
+    if (st) {
+        SUF(softmax_stored)(p, n, bms, a.m, 1.0 / (1.0 + SUF(row_s)(&a)));
+        return;
+    }
     T inv = (T)(1.0 / (1.0 + SUF(row_s)(&a)));
     if (a.m == TINF) {
         for (ptrdiff_t j = 0; j < n; j++) p[j] = SUF(e_inf)(SUF(x_in)(x, mk, j)) * inv;
