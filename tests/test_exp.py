@@ -64,8 +64,8 @@ def test_float32_exp_denormal_results_and_edges():
 
 def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_104():
     # the cheaper exp the row kernels use for the terms of a row's sum
-    # (x - max <= 0, clamped at -104), which returns exp(x) * 2**64 so that
-    # every term is normal: every 61st float32 in [-104, -0], in chunks
+    # (x - max <= 0; 0 below -104), which returns exp(x) * 2**64 so that every
+    # term is normal: every 61st float32 in [-104, -0], in chunks
     lo = np.array(-104.0, dtype=np.float32).view(np.uint32).item()
     neg0 = np.array(-0.0, dtype=np.float32).view(np.uint32).item()
     worst = 0.0

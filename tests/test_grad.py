@@ -191,13 +191,14 @@ def test_in_place_is_only_done_when_asked():
 def _block_rows(n, dtype, seed):
     """Rows of n classes that exercise the block structure of the kernels (blocks of
     256-1024 classes): +inf and NaN in a late block, ties of the max in different
-    blocks, whole blocks of -inf, all ties, a confident row whose other terms are
-    below exp's range, and a row of -inf but one."""
+    blocks, blocks of -inf before and after the max, all ties, a confident row whose
+    other terms are below exp's range, a row of -inf but one, and a row whose softmax
+    is denormal but at the max."""
     rng = np.random.default_rng(seed)
-    rows = rng.normal(size=(9, n)) * 3
+    rows = rng.normal(size=(11, n)) * 3
     rows[1, n - 3] = np.inf
     rows[2, [5, n - 7]] = np.inf
-    rows[3, :2048] = -np.inf
+    rows[3, :min(2048, n // 2)] = -np.inf
     rows[4, n - 2] = np.nan
     rows[5, [1, n // 2, n - 1]] = 20.0
     rows[6] = 0.5
@@ -205,21 +206,28 @@ def _block_rows(n, dtype, seed):
     rows[7, n // 3] = 10.0
     rows[8] = -np.inf
     rows[8, n - 5] = 1.0
+    rows[9, 3] = 30.0
+    rows[9, -(n // 3):] = -np.inf
+    rows[10] = rng.uniform(-104.0, -88.0, n)   # exp(x - max) in float32's denormal range
+    rows[10, n // 4] = 0.0
     return rows.astype(dtype)
 
 
 # Rows of at most 256 KiB keep exp(x - block max) in the gradient (or softmax) buffer
-# between the statistics pass and the output pass; longer ones compute exp twice: both sides of
-# that length (65536 float32, 32768 float64), and rows of a few blocks.
+# between the statistics pass and the output pass; longer ones compute exp twice, and
+# so does a call with where= (here all True): both sides of that length (65536
+# float32, 32768 float64), and rows of a few blocks.
 @pytest.mark.parametrize("dtype,n", [(F32, 1000), (F32, 5000), (F32, 65536), (F32, 65537),
                                      (F64, 3000), (F64, 32768), (F64, 32769)])
 def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
     x = _block_rows(n, dtype, n)
+    rows = np.arange(len(x))
     rng = np.random.default_rng(1)
     labels = rng.integers(0, n, size=len(x))
-    labels[[1, 2, 5, 7, 8]] = [n - 3, 5, n // 2, n // 3, n - 5]   # some labels at the max
-    labels[0] = 17                                                  # and some elsewhere
+    labels[[1, 2, 5, 7, 8, 9, 10]] = [n - 3, 5, n // 2, n // 3, n - 5, 3, n // 4]  # at the max
+    labels[0] = 17                                                                  # and not
     x64 = x.astype(np.float64)
+    everywhere = np.ones(x.shape, dtype=bool)
 
     p = xentc.softmax(x)
     assert_close(p, reference.softmax(x64), dtype, what="softmax")
@@ -228,9 +236,15 @@ def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
     np.testing.assert_array_equal(inplace, p)
 
     ref_loss, ref_grad = reference.sparse_xent(labels, x64)
+    grad_scale = np.abs(ref_grad)
+    grad_scale[rows, labels] += 1.0
+    for where in (None, everywhere):
+        loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True,
+                                                                    where=where)
+        assert_close(loss, ref_loss, dtype, reference.error_scale_sparse_loss(labels, x64),
+                     what="sparse loss")
+        assert_close(grad, ref_grad, dtype, grad_scale, what="sparse grad")
     loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True)
-    assert_close(loss, ref_loss, dtype, reference.error_scale_sparse_loss(labels, x64), what="sparse loss")
-    assert_close(grad, ref_grad, dtype, np.abs(ref_grad) + 1, what="sparse grad")
     inplace = x.copy()
     loss_ip, grad_ip = xentc.sparse_softmax_cross_entropy_with_logits(labels, inplace, grad_out=inplace)
     assert grad_ip is inplace
@@ -239,14 +253,27 @@ def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
 
     y = rng.random(x.shape)
     y[:, ::3] = 0.0
-    y[np.arange(len(x)), labels] += 5.0   # much of the mass at the label, at the max in some rows
+    y[rows, labels] += 5.0   # much of the mass at the label, at the max in some rows
     y /= y.sum(axis=1, keepdims=True)
     y = y.astype(dtype)
-    ref_loss, ref_grad = reference.dense_xent(y.astype(np.float64), x64)
+    y64 = y.astype(np.float64)
+    ref_loss, ref_grad = reference.dense_xent(y64, x64)
+    for where in (None, everywhere):
+        loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True, where=where)
+        assert_close(loss, ref_loss, dtype, reference.error_scale_dense_loss(y64, x64), what="dense loss")
+        assert_close(grad, ref_grad, dtype, reference.error_scale_dense_grad(y64, x64), what="dense grad")
     loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
-    assert_close(loss, ref_loss, dtype, reference.error_scale_dense_loss(y, x64), what="dense loss")
-    assert_close(grad, ref_grad, dtype, reference.error_scale_dense_grad(y, x64), what="dense grad")
     inplace = x.copy()
     loss_ip, grad_ip = xentc.softmax_cross_entropy_with_logits(y, inplace, grad_out=inplace)
     np.testing.assert_array_equal(loss_ip, loss)
     np.testing.assert_array_equal(grad_ip, grad)
+
+    # PyTorch's probability targets with class weights, label smoothing and the mean:
+    # the labels enter as weight * (y (1 - eps) + eps / C), the gradient is scaled by 1 / N
+    w = rng.uniform(0.5, 2.0, n).astype(dtype)
+    eps = 0.1
+    _, grad = xentc.cross_entropy(x, y, weight=w, label_smoothing=eps, return_grad=True)
+    tw = (y64 * (1 - eps) + eps / n) * w.astype(np.float64)
+    _, ref_grad = reference.dense_xent(tw, x64)
+    assert_close(grad, ref_grad / len(x), dtype, reference.error_scale_dense_grad(tw, x64) / len(x),
+                 what="cross_entropy grad")

@@ -556,7 +556,11 @@ def test_label_times_pos_weight_that_rounds_to_0_in_float32_still_counts():
     x = np.array([-np.inf, -1e38, 2.0], dtype=np.float32)
     z = np.array([2.0**-149, 1e-30, 0.3], dtype=np.float32)
     q = np.array([0.5, 1e-20, 2.0], dtype=np.float32)
-    got = xentc.sigmoid_cross_entropy_with_logits(z, x, pos_weight=q)
-    ref, _ = reference.sigmoid_xent(z.astype(np.float64), x.astype(np.float64), q.astype(np.float64))
-    assert got[0] == np.inf
-    assert_close(got, ref, np.float32, what="loss")
+    ref, ref_grad = reference.sigmoid_xent(z.astype(np.float64), x.astype(np.float64),
+                                           q.astype(np.float64))
+    for dtype in (np.float32, np.float64):
+        got, grad = xentc.sigmoid_cross_entropy_with_logits(
+            z.astype(dtype), x.astype(dtype), pos_weight=q.astype(dtype), return_grad=True)
+        assert got[0] == np.inf
+        assert_close(got, ref, dtype, what="loss")
+        assert_close(grad, ref_grad, dtype, np.abs(ref_grad) + 1, what="grad")

@@ -29,8 +29,12 @@
  * subtraction.  Rows longer than the L2 cache are therefore read once for the
  * loss (and once more for the gradient).
  *
- * NaN rows are detected by the max pass and never reach exp; rows whose max
- * is +inf take a short scalar path (exp(x - inf) would be NaN at the ties).
+ * A NaN is found by the max pass of its block, which ends the row's
+ * statistics before that block reaches exp; blocks whose max is +inf or -inf
+ * take a short scalar path (exp(x - inf) would be NaN at the ties).  Output
+ * passes of rows of at most STORE_N elements scale the terms the statistics
+ * pass stored (see row_stats_gt); longer rows take the exp again, and those
+ * whose max is +inf take a scalar path.
  */
 
 #include "_xentc_prims.h"
@@ -276,10 +280,11 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     SUF(vsums) a = {zero, zero, zero, zero, zero, (VIT){0}};
     int mode = SUF(lab_mode)(L);
     if (mk) SUF(stats_loop_masked)(&a, x, L, j0, n, vbm, mk);
-    else if (eo) switch (mode) {   /* the terms stored too: sparse and dense rows only */
+    else if (eo) switch (mode) {   /* the terms stored too: label modes 0-2 only (row_stats_gt) */
     case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, eo); break;
     case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, eo); break;
-    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, eo); break;
+    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, eo); break;
+    default: abort();   /* no caller passes eo with modes 3-5 */
     }
     else switch (mode) {   /* one specialised loop per label mode */
     case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, NULL); break;
