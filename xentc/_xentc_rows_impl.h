@@ -429,10 +429,12 @@ static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF
 /* s: the sum without one max term (c - 1 other ties count 1 each) */
 static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) + a->rest; }
 
-/* Rows of at most STORE_N elements (they stay in the L2 cache between the
- * two passes) keep their terms from row_stats_gt for the output pass, which
- * then multiplies instead of taking an exp; longer rows take the exp again
- * (storing would add a write and a read of the row in memory). */
+/* Rows of at most STORE_N elements (256 KiB) keep their terms from
+ * row_stats_gt for the output pass, which then multiplies instead of taking
+ * an exp; longer rows take the exp again (storing would add a write and a
+ * read of the row in memory).  With a separate output and dense labels a row
+ * touches up to 3 x 256 KiB, more than a 512 KiB L2: the limit is not tuned
+ * for that case. */
 #define STORE_N (262144 / TBYTES)
 #define STORE_NB (STORE_N / BLOCK)
 
