@@ -277,3 +277,95 @@ def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
     _, ref_grad = reference.dense_xent(tw, x64)
     assert_close(grad, ref_grad / len(x), dtype, reference.error_scale_dense_grad(tw, x64) / len(x),
                  what="cross_entropy grad")
+
+
+def _few_class_rows(n, n_rows, dtype, seed):
+    """n_rows rows of n <= 33 classes (several groups of SIMD lanes and a partial
+    one): normal rows, and in the first rows +inf (once, twice), NaN, all -inf,
+    -inf but one, tied maxima, a constant row, a row whose other terms are below
+    exp's range, and one whose softmax is denormal but at the max."""
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(n_rows, n)) * 3
+    rows[0, n - 1] = np.inf
+    rows[1, [0, n - 1]] = np.inf
+    rows[2, n // 2] = np.nan
+    rows[3] = -np.inf
+    rows[4] = -np.inf
+    rows[4, n // 3] = 1.0
+    rows[5, [0, n - 1]] = 20.0
+    rows[6] = 0.5
+    rows[7] = -200.0
+    rows[7, n // 2] = 10.0
+    rows[8] = rng.uniform(-104.0, -88.0, n)
+    rows[8, n - 1] = 0.0
+    return rows.astype(dtype)
+
+
+# Rows of up to 32 classes go through the kernels several at a time, one row per
+# SIMD lane; with 4 to 32 classes (8 to 32 for float32) AVX2 loads them with
+# transposes and writes the gradient back with the inverse transpose, whose
+# stores run past a row's end into the next row, and are masked at the group's
+# last row.  Every class count, a partial last group, special rows, in place,
+# and nothing written past the gradient's end (a sentinel after it).
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("n", list(range(2, 34)))
+def test_gradients_of_few_class_rows(dtype, n):
+    n_rows = 21
+    x = _few_class_rows(n, n_rows, dtype, n)
+    x64 = x.astype(np.float64)
+    rows = np.arange(n_rows)
+    rng = np.random.default_rng(100 + n)
+    labels = rng.integers(0, n, size=n_rows)
+    labels[[1, 5, 6, 7, 8]] = [n - 1, 0, n - 1, n // 2, n - 1]   # at the max
+    labels[9] = (n // 2 + 1) % n
+
+    def with_sentinel(shape):
+        buf = np.full(n_rows * n + 40, 7.0, dtype=dtype)
+        return buf, buf[:n_rows * n].reshape(shape)
+
+    ref_loss, ref_grad = reference.sparse_xent(labels, x64)
+    grad_scale = np.abs(ref_grad)
+    grad_scale[rows, labels] += 1.0
+    buf, out = with_sentinel(x.shape)
+    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True, grad_out=out)
+    assert grad is out
+    assert_close(loss, ref_loss, dtype, reference.error_scale_sparse_loss(labels, x64), what="sparse loss")
+    assert_close(grad, ref_grad, dtype, grad_scale, what="sparse grad")
+    assert (buf[n_rows * n:] == 7.0).all()
+    inplace = x.copy()
+    _, grad_ip = xentc.sparse_softmax_cross_entropy_with_logits(labels, inplace, grad_out=inplace)
+    np.testing.assert_array_equal(grad_ip, grad)
+
+    y = rng.random(x.shape)
+    y[:, ::3] = 0.0
+    y[rows, labels] += 3.0
+    y /= y.sum(axis=1, keepdims=True)
+    y = y.astype(dtype)
+    y64 = y.astype(np.float64)
+    ref_loss, ref_grad = reference.dense_xent(y64, x64)
+    buf, out = with_sentinel(x.shape)
+    loss, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True, grad_out=out)
+    assert_close(loss, ref_loss, dtype, reference.error_scale_dense_loss(y64, x64), what="dense loss")
+    assert_close(grad, ref_grad, dtype, reference.error_scale_dense_grad(y64, x64), what="dense grad")
+    assert (buf[n_rows * n:] == 7.0).all()
+    inplace = x.copy()
+    _, grad_ip = xentc.softmax_cross_entropy_with_logits(y, inplace, grad_out=inplace)
+    np.testing.assert_array_equal(grad_ip, grad)
+
+    # class weights, label smoothing, an ignored row and the weighted mean: the
+    # gradient of PyTorch's loss is the dense one of the targets
+    # w * ((1 - eps) onehot + eps / n), over the kept rows' sum of w[label]
+    w = rng.uniform(0.5, 2.0, n).astype(dtype)
+    eps = 0.1
+    ignored = labels.copy()
+    ignored[11] = -100
+    _, grad = xentc.cross_entropy(x, ignored, weight=w, label_smoothing=eps, return_grad=True)
+    w64 = w.astype(np.float64)
+    tw = np.zeros((n_rows, n))
+    tw[rows, labels] = 1 - eps
+    tw = (tw + eps / n) * w64
+    tw[11] = 0.0
+    _, ref_grad = reference.dense_xent(tw, x64)
+    denominator = w64[labels].sum() - w64[labels[11]]
+    scale = reference.error_scale_dense_grad(tw, x64) / denominator
+    assert_close(grad, ref_grad / denominator, dtype, scale, what="cross_entropy grad")

@@ -798,6 +798,22 @@ static inline VT SUF(log1p_pos)(VT s) {
     return logu - ((u - one) - s) / u;
 }
 
+/* invalid[i], i < nr: 1 where lane i's labels are not a distribution (least
+ * label ymin < 0, or sum sy off 1 by more than rtol, tested in double).  A
+ * full group whose sums are all within rtol / 2 of 1 in T is valid at once
+ * (sy - 1 is exact near 1, and off by a rounding at most elsewhere); any
+ * other group, NaN sums included, takes the exact test lane by lane. */
+static inline void SUF(lanes_invalid)(int8_t *invalid, VT ymin, VT sy, ptrdiff_t nr, double rtol) {
+    VT d = sy - 1, half = SUF(splat)((T)(0.5 * rtol));
+    VIT ok = (ymin >= 0) & (d <= half) & (-d <= half);
+    if (nr == NL && SUF(hcount)(ok) == NL) {
+        __builtin_memset(invalid, 0, NL);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nr; i++)
+        invalid[i] = !(ymin[i] >= 0 && fabs((double)sy[i] - 1.0) <= rtol);
+}
+
 typedef struct {
     VT m, s, sy, yz, ymin; /* row max, s, label sum, sum y (x - m), least label */
     VT swz;                /* sum over classes of w_j (x_j - m), with class weights */
@@ -812,20 +828,36 @@ static inline VT SUF(lanes_lse)(const SUF(lanes) *L) {
     return SUF(sel)(L->bad, SUF(splat)((T)NAN), v);
 }
 
+/* Rows of NL to SMALL_N classes are loaded by transposes in registers
+ * (load_cols) instead of one gather per column; on AVX2 the gradient is built
+ * column by column from the kept exps and stored by the inverse transpose
+ * (store_cols).  AVX-512 transposes floats of 8 to 16 classes on load only
+ * (its gradient pass reloads the rows and permutes the statistics). */
+#undef XT_COLS_OUT
+#if ISA_KIND == 2
+#define XT_COLS_OUT 1
+static inline int SUF(transposable)(ptrdiff_t n) { return n >= NL && n <= SMALL_N; }
+#elif ISA_KIND == 3 && TBYTES == 4
+#define XT_COLS_OUT 0
+static inline int SUF(transposable)(ptrdiff_t n) { return n >= 8 && n <= NL; }
+#else
+#define XT_COLS_OUT 0
+static inline int SUF(transposable)(ptrdiff_t n) { (void)n; return 0; }
+#endif
+
 /* Statistics of rows [0, nr) (nr <= NL) of x with n <= SMALL_N columns. */
-/* y (or NULL): dense labels, gathered per column; wcol (or NULL): one weight
- * per column, the same for every row */
+/* y (or NULL): dense labels, column j into ycols[j]; wcol (or NULL): one
+ * weight per column, the same for every row.  cols[j] receives column j of
+ * x; with keep_e (transposable n only) it ends as exp(z_j) / SUMSCALE_INV
+ * instead (1 / SUMSCALE_INV at ties of the max, 0 below ZLOW). */
 static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, const T *y, const T *wcol,
-                                                                  ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L) {
+                                                                  ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L,
+                                                                  VT *cols, VT *ycols, int keep_e) {
     VIT rowoff = SUF(row_offsets)(n);
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
-    VT cols[SMALL_N];      /* the gathered columns, kept for the second loop */
-    VT ycols[SMALL_N];     /* the same of the labels y */
     VIT bad = (VIT){0};
-#if ISA_KIND == 3 && TBYTES == 4
-    /* load_cols: masked row loads and a transpose instead of n gathers; the
-     * transpose costs the same for any n, so below 8 columns gathers win */
-    int transposed = n >= 8 && n <= NL;
+#if ISA_KIND == 2 || (ISA_KIND == 3 && TBYTES == 4)
+    int transposed = SUF(transposable)(n);
     if (transposed) {
         SUF(load_cols)(x, n, nr, cols);
         if (y) SUF(load_cols)(y, n, nr, ycols);
@@ -845,10 +877,12 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
         VT v = cols[j];
         VIT tie = v == m;
         VT z = SUF(sel)(tie, zero, v - m);          /* 0 at ties, also for m = +inf */
-        rest += SUF(sel)(tie, zero, SUF(exp_neg_sum)(z));
+        VT e = SUF(exp_neg_sum)(z);
+        rest += SUF(sel)(tie, zero, e);
         cnt += SUF(sel)(tie, SUF(splat)(1), zero);
+        if (keep_e) cols[j] = e;
         if (y) {
-            VT w = transposed ? ycols[j] : SUF(gather)(y + j, rowoff, nr, 0);
+            VT w = transposed ? ycols[j] : (ycols[j] = SUF(gather)(y + j, rowoff, nr, 0));
             sy += w;
             yz += SUF(sel)(w != zero, w * z, zero);
             ymin = SUF(vmin)(w, ymin);
@@ -873,11 +907,13 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
     for (ptrdiff_t k = 0; k < n; k++)
         for (int i = 0; i < NL; i++) rowidx[k][i] = (k * NL + i) / n;
     VT nan = SUF(splat)((T)NAN), zero = SUF(splat)(0);
+    int cols_out = XT_COLS_OUT && g && SUF(transposable)(n);
     for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         const T *xb = x + r0 * n, *yb = y + r0 * n;
         SUF(lanes) L;
-        SUF(lane_stats)(xb, yb, NULL, nr, n, &L);
+        VT cols[SMALL_N], ycols[SMALL_N];
+        SUF(lane_stats)(xb, yb, NULL, nr, n, &L, cols, ycols, cols_out);
         VT lv = SUF(sel)(L.undefined, nan, SUF(log1p_pos)(L.s) * L.sy - L.yz);
         if (nr == NL) SUF(store)(loss + r0, lv); else SUF(store_part)(loss + r0, lv, nr);
         if (lse) {
@@ -885,11 +921,26 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
             if (nr == NL) SUF(store)(lse + r0, le); else SUF(store_part)(lse + r0, le, nr);
         }
         if (invalid)   /* lanes see every label, NaN logits or not */
-            for (ptrdiff_t i = 0; i < nr; i++)
-                invalid[r0 + i] = !(L.ymin[i] >= 0 && fabs((double)L.sy[i] - 1.0) <= rtol);
+            SUF(lanes_invalid)(invalid + r0, L.ymin, L.sy, nr, rtol);
         if (!g) continue;
         VT inv = 1 / (1 + L.s), pk = L.sy * inv;
         T *gb = g + r0 * n;
+#if XT_COLS_OUT
+        if (cols_out) {
+            /* column j: e_j p_k - y_j, and at a tie of the max (e = 1 / SUMSCALE_INV)
+             * ((sy - y_j) - y_j s) / (1 + s), which keeps a gradient near 0 exact */
+            VT one_e = SUF(splat)((T)(1 / SUMSCALE_INV));
+            _Pragma("GCC unroll 16")
+            for (ptrdiff_t j = 0; j < n; j++) {
+                VT e = cols[j], w = ycols[j];
+                VT gt = ((L.sy - w) - w * L.s) * inv;
+                VT gv = SUF(sel)(e == one_e, gt, (e * (T)SUMSCALE_INV) * pk - w);
+                cols[j] = SUF(sel)(L.undefined, nan, gv) * gscale;
+            }
+            SUF(store_cols)(gb, n, nr, cols);
+            continue;
+        }
+#endif
         ptrdiff_t total = nr * n;
         for (ptrdiff_t k = 0; k * NL < total; k++) {
             ptrdiff_t r = total - k * NL;
@@ -912,12 +963,22 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
  * the column loops unroll and the columns stay in registers (a third faster
  * at 10 classes than with n a variable, in a C harness on one core). */
 #undef XT_SMALL_N
-#if ISA_KIND == 3 && TBYTES == 4
+#if (ISA_KIND == 3 && TBYTES == 4) || (ISA_KIND == 2 && TBYTES == 4)
 #define XT_SMALL_N(CALL) \
     switch (n) { \
     case 8: CALL(8); return; case 9: CALL(9); return; case 10: CALL(10); return; \
     case 11: CALL(11); return; case 12: CALL(12); return; case 13: CALL(13); return; \
     case 14: CALL(14); return; case 15: CALL(15); return; case 16: CALL(16); return; \
+    default: break; \
+    }
+#elif ISA_KIND == 2 && TBYTES == 8
+#define XT_SMALL_N(CALL) \
+    switch (n) { \
+    case 4: CALL(4); return; case 5: CALL(5); return; case 6: CALL(6); return; \
+    case 7: CALL(7); return; case 8: CALL(8); return; case 9: CALL(9); return; \
+    case 10: CALL(10); return; case 11: CALL(11); return; case 12: CALL(12); return; \
+    case 13: CALL(13); return; case 14: CALL(14); return; case 15: CALL(15); return; \
+    case 16: CALL(16); return; \
     default: break; \
     }
 #else
@@ -953,12 +1014,14 @@ static inline __attribute__((always_inline)) void SUF(sparse_rows_small_n)(
     T keep1 = 1 - eps, B = eps / (T)n;
     VT nan = SUF(splat)((T)NAN), zero = SUF(splat)(0);
     VIT rowoff = SUF(row_offsets)(n);
+    int cols_out = XT_COLS_OUT && g && SUF(transposable)(n);
     for (ptrdiff_t r0 = 0; r0 < nrows; r0 += NL) {
         ptrdiff_t nr = nrows - r0 < NL ? nrows - r0 : NL;
         const T *xb = x + r0 * n;
         /* keep: 1 for a counted row, 0 for an ignored one (label < 0); wy: w[label] */
         SUF(v64) l64 = {0};   /* the group's nr labels; the lanes past them read 0 */
-        __builtin_memcpy(&l64, labels + r0, (size_t)nr * 8);
+        if (nr == NL) __builtin_memcpy(&l64, labels + r0, sizeof l64);   /* one load, not a rep movs */
+        else __builtin_memcpy(&l64, labels + r0, (size_t)nr * 8);
         VIT kept_i = __builtin_convertvector(l64 >= 0, VIT);
         VIT li = __builtin_convertvector(l64, VIT) & kept_i;   /* in [0, n): ignored rows read 0 */
         VT lab = __builtin_convertvector(li, VT), one = SUF(splat)(1);
@@ -966,7 +1029,8 @@ static inline __attribute__((always_inline)) void SUF(sparse_rows_small_n)(
         VIT labpos = rowoff + li;
         VT wy = w ? SUF(gather)(w, li, NL, 0) : one;
         SUF(lanes) L;
-        SUF(lane_stats)(xb, NULL, eps > 0 ? (w ? w : NULL) : NULL, nr, n, &L);
+        VT cols[SMALL_N];
+        SUF(lane_stats)(xb, NULL, eps > 0 ? (w ? w : NULL) : NULL, nr, n, &L, cols, NULL, cols_out);
         if (eps > 0 && !w) {          /* unweighted smoothing: sum_j z_j over the row */
             L.swz = zero;
             for (ptrdiff_t j = 0; j < n; j++) {
@@ -996,6 +1060,20 @@ static inline __attribute__((always_inline)) void SUF(sparse_rows_small_n)(
                            A * SUF(exp_neg)(zl) * inv - keep1 * wy) - B * wy;
         glab *= gscale;
         T *gb = g + r0 * n;
+#if XT_COLS_OUT
+        if (cols_out) {   /* column j from its kept exp, as below */
+            _Pragma("GCC unroll 16")
+            for (ptrdiff_t j = 0; j < n; j++) {
+                VT gv = (cols[j] * (T)SUMSCALE_INV) * ca;
+                if (eps > 0) gv -= (B * gscale) * (w ? w[j] : 1);
+                gv = SUF(sel)(lab == SUF(splat)((T)j), glab, gv);
+                gv = SUF(sel)(L.undefined, nan, gv);
+                cols[j] = SUF(sel)(kept, gv, zero);
+            }
+            SUF(store_cols)(gb, n, nr, cols);
+            continue;
+        }
+#endif
         ptrdiff_t total = nr * n;
         for (ptrdiff_t k = 0; k * NL < total; k++) {
             ptrdiff_t r = total - k * NL;
@@ -1172,7 +1250,6 @@ static void SUF(check_labels)(const T *y, int8_t *invalid, ptrdiff_t nrows, ptrd
             sy += w;
             ymin = SUF(vmin)(w, ymin);
         }
-        for (ptrdiff_t i = 0; i < nr; i++)
-            invalid[r0 + i] = !(ymin[i] >= 0 && fabs((double)sy[i] - 1.0) <= rtol);
+        SUF(lanes_invalid)(invalid + r0, ymin, sy, nr, rtol);
     }
 }
