@@ -137,6 +137,17 @@ static inline __attribute__((always_inline)) void SUF(transpose)(__m256 *r) {
 #define XT_VEC __m256   /* for load_cols / store_cols below */
 
 
+/* the low and the high 32 bits of the int64 labels p[0 .. 7], lane i from
+ * p[i]: two loads and four shuffles (vector extensions convert 64-bit lanes
+ * to 32-bit ones through the stack, and the reload stalls) */
+static inline void SUF(split_labels)(const int64_t *p, VIT *lo, VIT *hi) {
+    __m256 a = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)p));
+    __m256 b = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(p + 4)));
+    /* per 128-bit lane: labels 0 1 4 5 | 2 3 6 7, then the 64-bit pairs in order */
+    *lo = (VIT)_mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0x88)), 0xD8);
+    *hi = (VIT)_mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8);
+}
+
 #elif ISA_KIND == 2 && TBYTES == 8
 static inline __m256i SUF(tail_mask)(ptrdiff_t n) {
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3));
