@@ -280,10 +280,11 @@ def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
 
 
 def _few_class_rows(n, n_rows, dtype, seed):
-    """n_rows rows of n <= 33 classes (several groups of SIMD lanes and a partial
-    one): normal rows, and in the first rows +inf (once, twice), NaN, all -inf,
-    -inf but one, tied maxima, a constant row, a row whose other terms are below
-    exp's range, and one whose softmax is denormal but at the max."""
+    """n_rows >= 40 rows of n <= 33 classes: normal rows, and +inf (once,
+    twice), NaN, all NaN, all -inf, -inf but one, tied maxima, a constant row, a
+    row whose other terms are below exp's range, and one whose softmax is
+    denormal but at the max; those special rows (0-10) come again in the middle
+    and as the last rows (a partial group of SIMD lanes)."""
     rng = np.random.default_rng(seed)
     rows = rng.normal(size=(n_rows, n)) * 3
     rows[0, n - 1] = np.inf
@@ -298,6 +299,10 @@ def _few_class_rows(n, n_rows, dtype, seed):
     rows[7, n // 2] = 10.0
     rows[8] = rng.uniform(-104.0, -88.0, n)
     rows[8, n - 1] = 0.0
+    rows[10] = np.nan
+    mid = n_rows // 2
+    rows[mid:mid + 11] = rows[:11]
+    rows[-11:] = rows[:11]
     return rows.astype(dtype)
 
 
@@ -305,12 +310,14 @@ def _few_class_rows(n, n_rows, dtype, seed):
 # SIMD lane; with 4 to 32 classes (8 to 32 for float32) AVX2 loads them with
 # transposes and writes the gradient back with the inverse transpose, whose
 # stores run past a row's end into the next row, and are masked at the group's
-# last row.  Every class count, a partial last group, special rows, in place,
-# and nothing written past the gradient's end (a sentinel after it).
+# last row; the losses wait in batches of 8 groups for their log1p.  Every class
+# count, more than 8 groups of 16 lanes and a partial last group, special rows
+# in full and partial groups, in place, and nothing written past the gradient's
+# end (a sentinel after it).
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", list(range(2, 34)))
 def test_gradients_of_few_class_rows(dtype, n):
-    n_rows = 21
+    n_rows = 2 * 128 + 5
     x = _few_class_rows(n, n_rows, dtype, n)
     x64 = x.astype(np.float64)
     rows = np.arange(n_rows)
@@ -318,6 +325,9 @@ def test_gradients_of_few_class_rows(dtype, n):
     labels = rng.integers(0, n, size=n_rows)
     labels[[1, 5, 6, 7, 8]] = [n - 1, 0, n - 1, n // 2, n - 1]   # at the max
     labels[9] = (n // 2 + 1) % n
+    mid = n_rows // 2
+    labels[mid:mid + 11] = labels[:11]
+    labels[-11:] = labels[:11]
 
     def with_sentinel(shape):
         buf = np.full(n_rows * n + 40, 7.0, dtype=dtype)
@@ -327,14 +337,18 @@ def test_gradients_of_few_class_rows(dtype, n):
     grad_scale = np.abs(ref_grad)
     grad_scale[rows, labels] += 1.0
     buf, out = with_sentinel(x.shape)
-    loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True, grad_out=out)
+    loss, grad, lse = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True,
+                                                                     grad_out=out, return_lse=True)
     assert grad is out
     assert_close(loss, ref_loss, dtype, reference.error_scale_sparse_loss(labels, x64), what="sparse loss")
     assert_close(grad, ref_grad, dtype, grad_scale, what="sparse grad")
+    assert_close(lse, reference.logsumexp(x64), dtype, reference.error_scale_logsumexp(x64), what="lse")
     assert (buf[n_rows * n:] == 7.0).all()
     inplace = x.copy()
     _, grad_ip = xentc.sparse_softmax_cross_entropy_with_logits(labels, inplace, grad_out=inplace)
     np.testing.assert_array_equal(grad_ip, grad)
+    loss_only = xentc.sparse_softmax_cross_entropy_with_logits(labels, x)
+    np.testing.assert_array_equal(loss_only, loss)
 
     y = rng.random(x.shape)
     y[:, ::3] = 0.0
@@ -351,21 +365,42 @@ def test_gradients_of_few_class_rows(dtype, n):
     inplace = x.copy()
     _, grad_ip = xentc.softmax_cross_entropy_with_logits(y, inplace, grad_out=inplace)
     np.testing.assert_array_equal(grad_ip, grad)
+    np.testing.assert_array_equal(xentc.softmax_cross_entropy_with_logits(y, x), loss)
+    # label rows that are not distributions, in full groups, found by the
+    # loss-only pass and by the check before a gradient pass
+    for bad_row, col, value, message in [(13, 1, -0.25, "is negative or NaN"), (mid + 3, 0, 0.5, "sums to")]:
+        yb = y.copy()
+        yb[bad_row, col] = value
+        for return_grad in (False, True):
+            with pytest.raises(ValueError, match=rf"labels\[{bad_row}, .*{message}"):
+                xentc.softmax_cross_entropy_with_logits(yb, x, return_grad=return_grad)
 
-    # class weights, label smoothing, an ignored row and the weighted mean: the
-    # gradient of PyTorch's loss is the dense one of the targets
-    # w * ((1 - eps) onehot + eps / n), over the kept rows' sum of w[label]
+    # class weights, label smoothing, ignored rows (one of NaN logits only: its
+    # loss and gradient are 0) and the weighted mean: the gradient of PyTorch's
+    # loss is the dense one of the targets w * ((1 - eps) onehot + eps / n), over
+    # the kept rows' sum of w[label]
     w = rng.uniform(0.5, 2.0, n).astype(dtype)
     eps = 0.1
     ignored = labels.copy()
-    ignored[11] = -100
+    ignored[[10, 11, n_rows - 1]] = -100
+    kept = ignored >= 0
+    per_row = xentc.cross_entropy(x, ignored, weight=w, label_smoothing=eps, reduction="none")
+    ref_rows = reference.cross_entropy(x64, ignored, weight=w.astype(np.float64), label_smoothing=eps,
+                                       reduction="none")
+    assert np.all(per_row[~kept] == 0)
+    # a +inf logit takes all the probability: with smoothing every other class
+    # costs +inf (the reference, like PyTorch, makes NaN of inf - inf)
+    posinf = np.isposinf(x64).any(axis=1)
+    finite_other = posinf & ~np.isposinf(x64).all(axis=1)
+    assert np.all(per_row[finite_other & kept] == np.inf)
+    assert_close(per_row[~posinf], ref_rows[~posinf], dtype, what="cross_entropy rows")
     _, grad = xentc.cross_entropy(x, ignored, weight=w, label_smoothing=eps, return_grad=True)
     w64 = w.astype(np.float64)
     tw = np.zeros((n_rows, n))
     tw[rows, labels] = 1 - eps
     tw = (tw + eps / n) * w64
-    tw[11] = 0.0
     _, ref_grad = reference.dense_xent(tw, x64)
-    denominator = w64[labels].sum() - w64[labels[11]]
+    ref_grad[~kept] = 0.0
+    denominator = w64[labels][kept].sum()
     scale = reference.error_scale_dense_grad(tw, x64) / denominator
     assert_close(grad, ref_grad / denominator, dtype, scale, what="cross_entropy grad")

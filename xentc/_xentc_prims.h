@@ -107,11 +107,8 @@ static inline long SUF(hcount)(VIT v) {
     return -(long)_mm_cvtsi128_si32(h);
 }
 
-/* load_cols as for AVX-512 above, for n in [8, 32] columns of a group of nr <= 8
- * rows: an 8 x 8 transpose in registers (24 shuffles) per 8 columns.  A row's second 8 floats run into the next row, harmlessly (the
- * columns past n are dropped); only the group's last row is loaded masked,
- * so nothing past the group's nr n floats is read.  Zen 3's gathers cost
- * about 4 cycles per column; this is under 2. */
+/* 8 x 8 transpose of 8 row vectors in registers (24 shuffles), for load_cols
+ * and store_cols below */
 static inline __attribute__((always_inline)) void SUF(transpose)(__m256 *r) {
     __m256 t[8];
     _Pragma("GCC unroll 4")
@@ -173,8 +170,7 @@ static inline double SUF(hsum)(VT v) {
 }
 static inline long SUF(hcount)(VIT v) { return -(long)(v[0] + v[1] + v[2] + v[3]); }
 
-/* load_cols for n in [4, 32] columns of a group of nr <= 4 rows of doubles: a
- * 4 x 4 transpose (8 shuffles) per 4 columns, loaded as for floats above */
+/* 4 x 4 transpose of doubles (8 shuffles), for load_cols and store_cols below */
 static inline __attribute__((always_inline)) void SUF(transpose)(__m256d *r) {
     __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
     __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
@@ -221,8 +217,11 @@ static inline long SUF(hcount)(VIT v) {
 #endif
 
 #if ISA_KIND == 2
-/* cols[j] lane i = x[i n + j] for j < n, NL <= n <= 32, 0 in the lanes of rows
- * past nr: one transpose per NL columns */
+/* AVX2 load_cols, as for AVX-512 above: cols[j] lane i = x[i n + j] for j < n,
+ * NL <= n <= 32, 0 in the lanes of rows past nr; one transpose per NL columns.
+ * A row's loads past its n columns run into the next row, harmlessly (the
+ * columns past n are dropped); the group's last row is loaded masked, so
+ * nothing past the group's nr n elements is read. */
 static inline __attribute__((always_inline)) void SUF(load_cols)(const T *x, ptrdiff_t n, ptrdiff_t nr,
                                                                   VT *cols) {
     _Pragma("GCC unroll 8")

@@ -738,11 +738,13 @@ static T SUF(logsumexp_row)(const T *x, ptrdiff_t n, const uint8_t *mk) {
  *
  * With n <= SMALL_N classes a row fills less than a few vectors, and per-row
  * reductions (max, sums, log1p) would cost more than the row's exps.  Here
- * NL rows are processed at once, one per lane: column j of the group is
- * gathered (x[lane * n + j]), so max, sums and log1p are plain lane-wise
- * vector operations.  The gradient is written contiguously: the group's
- * nr * n elements are walked in vectors and each element finds its row's
- * statistics by a lane permute.  Every row goes through the same lane
+ * NL rows are processed at once, one per lane: column j of the group
+ * (x[lane * n + j]) is gathered, or taken from row loads and a transpose in
+ * registers (load_cols, see transposable below), so max, sums and log1p are
+ * plain lane-wise vector operations.  On AVX2 the gradient is made column by
+ * column and stored by the inverse transpose (store_cols); elsewhere the
+ * group's nr * n elements are walked in vectors and each element finds its
+ * row's statistics by a lane permute.  Every row goes through the same lane
  * operations whatever its position, so results do not depend on how rows
  * are split among threads.
  */
@@ -922,11 +924,14 @@ static inline __attribute__((always_inline)) void SUF(pend_flush)(SUF(pend) *B, 
 }
 
 /* queue the group of rows from r0; its lse is the max + log1p(s) (+inf at a
- * +inf max, -inf for rows of -inf: log1p(s) is finite), NaN where a NaN was seen */
+ * +inf max, -inf for rows of -inf), NaN where a NaN was seen.  s is in
+ * [0, n) except in a row of NaN only (no element ties the max, which vmax
+ * left at -inf: s = -1, log1p(s) = NaN); it is taken as 0 there, so that a
+ * zero P still gives 0 (an ignored row) and Q or QL carry the NaN. */
 static inline __attribute__((always_inline)) void SUF(pend_add)(SUF(pend) *B, ptrdiff_t r0, const SUF(lanes) *L,
                                                                  VT p, VT q, T *loss, T *lse, ptrdiff_t nrows) {
     if (B->k == 0) B->r0 = r0;
-    B->s[B->k] = L->s;
+    B->s[B->k] = SUF(sel)(L->bad, SUF(splat)(0), L->s);
     B->p[B->k] = p;
     B->q[B->k] = q;
     if (lse) B->ql[B->k] = SUF(sel)(L->bad, SUF(splat)((T)NAN), L->m);
@@ -957,7 +962,8 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
         T *gb = g + r0 * n;
 #if XT_COLS_OUT
         if (cols_out) {
-            /* column j: e_j p_k - y_j, and at a tie of the max (e = 1 / SUMSCALE_INV)
+            /* column j: e_j p_k - y_j, and where e_j = 1 / SUMSCALE_INV (a tie of
+             * the max, or an element whose exp rounds to 1) the same as
              * ((sy - y_j) - y_j s) / (1 + s), which keeps a gradient near 0 exact */
             VT one_e = SUF(splat)((T)(1 / SUMSCALE_INV));
             _Pragma("GCC unroll 16")
@@ -990,7 +996,7 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
 }
 
 /* The few-class row functions are compiled once more for each column count
- * load_cols transposes (AVX-512 float, 8 to 16 classes), with n a constant:
+ * from 8 (float; AVX2 double: 4) to 16 that load_cols transposes, with n a constant:
  * the column loops unroll and the columns stay in registers (a third faster
  * at 10 classes than with n a variable, in a C harness on one core). */
 #undef XT_SMALL_N
