@@ -213,12 +213,12 @@ def _block_rows(n, dtype, seed):
     return rows.astype(dtype)
 
 
-# Rows of at most 256 KiB keep exp(x - block max) in the gradient (or softmax) buffer
+# Rows of at most 1 MiB keep exp(x - block max) in the gradient (or softmax) buffer
 # between the statistics pass and the output pass; longer ones compute exp twice, and
-# so does a call with where= (here all True): both sides of that length (65536
-# float32, 32768 float64), and rows of a few blocks.
-@pytest.mark.parametrize("dtype,n", [(F32, 1000), (F32, 5000), (F32, 65536), (F32, 65537),
-                                     (F64, 3000), (F64, 32768), (F64, 32769)])
+# so does a call with where= (here all True): both sides of that length (262144
+# float32, 131072 float64), and rows of a few blocks.
+@pytest.mark.parametrize("dtype,n", [(F32, 1000), (F32, 5000), (F32, 262144), (F32, 262145),
+                                     (F64, 3000), (F64, 131072), (F64, 131073)])
 def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
     x = _block_rows(n, dtype, n)
     rows = np.arange(len(x))

@@ -429,13 +429,15 @@ static inline int SUF(row_stats)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF
 /* s: the sum without one max term (c - 1 other ties count 1 each) */
 static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) + a->rest; }
 
-/* Rows of at most STORE_N elements (256 KiB) keep their terms from
+/* Rows of at most STORE_N elements (1 MiB) keep their terms from
  * row_stats_gt for the output pass, which then multiplies instead of taking
  * an exp; longer rows take the exp again (storing would add a write and a
- * read of the row in memory).  With a separate output and dense labels a row
- * touches up to 3 x 256 KiB, more than a 512 KiB L2: the limit is not tuned
- * for that case. */
-#define STORE_N (262144 / TBYTES)
+ * read of the row in memory).  Such a row, with a separate output and dense
+ * labels up to 3 MiB, is beyond a 512 KiB L2 but within the L3; measured
+ * (C harness, float32 loss+grad, separate gradient, one Zen 3 core, 16-32 MB
+ * of rows): storing rows of 256 KiB, 512 KiB and 1 MiB took 0.71-0.78x
+ * (sparse) and 0.75-0.92x (dense) the time of the second exp. */
+#define STORE_N (1048576 / TBYTES)
 #define STORE_NB (STORE_N / BLOCK)
 
 /* exp(bm - M) for a stored block with max bm in a row with max M (0 when bm
