@@ -435,8 +435,9 @@ static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) +
  * read of the row in memory).  Such a row, with a separate output and dense
  * labels up to 3 MiB, is beyond a 512 KiB L2 but within the L3; measured
  * (C harness, float32 loss+grad, separate gradient, one Zen 3 core, 16-32 MB
- * of rows): storing rows of 256 KiB, 512 KiB and 1 MiB took 0.71-0.78x
- * (sparse) and 0.75-0.92x (dense) the time of the second exp. */
+ * of rows): storing rows of 256 KiB, 512 KiB and 1 MiB took 0.71-0.79x
+ * (sparse) and 0.75-0.92x (dense) the time of the second exp.  Many threads
+ * with a small L3 may do better with a lower limit: not measured. */
 #define STORE_N (1048576 / TBYTES)
 #define STORE_NB (STORE_N / BLOCK)
 
