@@ -62,11 +62,11 @@ def test_float32_exp_denormal_results_and_edges():
     assert got[9] == 1.0 and got[10] == 1.0
 
 
-def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_104():
+def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_130():
     # the cheaper exp the row kernels use for the terms of a row's sum
-    # (x - max <= 0; 0 below -104), which returns exp(x) * 2**64 so that every
-    # term is normal: every 61st float32 in [-104, -0], in chunks
-    lo = np.array(-104.0, dtype=np.float32).view(np.uint32).item()
+    # (x - max <= 0, clamped at -130), which returns exp(x) * 2**64 so that
+    # every term is normal: every 61st float32 in [-130, -0], in chunks
+    lo = np.array(-130.0, dtype=np.float32).view(np.uint32).item()
     neg0 = np.array(-0.0, dtype=np.float32).view(np.uint32).item()
     worst = 0.0
     for start in range(neg0, lo + 1, 61 << 22):
@@ -78,12 +78,16 @@ def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_104():
             ref = np.exp(x.astype(np.float64)) * 2.0**64
         worst = max(worst, max_ulp_error(got, ref, np.float32))
     assert worst <= 2.0, worst
-    x = np.array([0.0, -0.0, -np.inf, -1e30, -104.5, -np.finfo(np.float32).smallest_subnormal],
-                 dtype=np.float32)
+    x = np.array([0.0, -0.0, -np.inf, -1e30, -130.5, -np.finfo(np.float32).smallest_subnormal, np.nan,
+                  -130.0], dtype=np.float32)
     got = np.empty_like(x)
     _kernels.exp_sum(x, got)
-    # below -104 (where float32's own exp rounds to 0) a term is exactly 0
-    assert got.tolist() == [2.0**64, 2.0**64, 0.0, 0.0, 0.0, 2.0**64]
+    assert got[:2].tolist() == [2.0**64, 2.0**64] and got[5] == 2.0**64
+    # below -130 (and -inf) the term of -130: exp(-130) = 3.5e-57 once the 2**64
+    # is out, which no float32 result can hold (the least denormal is 1.4e-45)
+    assert got[2] == got[3] == got[4] == got[7]
+    assert abs(got[7] / (np.exp(-130.0) * 2.0**64) - 1) < 2.5e-7
+    assert np.isnan(got[6])   # a NaN stays NaN: the row kernels find NaN rows by their sums
 
 
 def test_float64_exp_within_2ulp_on_4m_points():

@@ -190,6 +190,49 @@ def test_nan_logit_makes_only_its_row_nan(dtype, nan_at):
         assert np.array_equal(np.delete(value, 1, axis=0), res_clean[name]), name
 
 
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("case", ["in a later block", "last element", "block of -inf", "block with +inf",
+                                  "whole block", "before the max"])
+def test_nan_in_rows_of_many_blocks(dtype, case):
+    # rows of 3000 classes span several blocks of every SIMD path (256 to 1024
+    # elements); the max pass leaves NaNs out and the block's sum finds them,
+    # so a NaN must make its whole row NaN wherever it sits, gradients of all
+    # lengths included, in place too, and leave the other rows bit for bit
+    n = 3000
+    x = np.random.default_rng(8).normal(size=(3, n)).astype(dtype)
+    x[1, 100] = 40.0
+    if case == "in a later block":
+        x[1, 2100] = nan
+    elif case == "last element":
+        x[1, n - 1] = nan
+    elif case == "block of -inf":
+        x[1, 1024:2048] = -inf
+        x[1, 1500] = nan
+    elif case == "block with +inf":
+        x[1, 1800] = inf
+        x[1, 1700] = nan
+    elif case == "whole block":
+        x[1, 1024:2048] = nan
+    else:
+        x[1, 50] = nan
+    yd = np.full((3, n), 1.0 / n, dtype=dtype)
+    ys = np.array([3, 100, 2999])
+    res = all_functions(x, yd, ys)
+    clean = np.delete(x, 1, axis=0)
+    res_clean = all_functions(clean, np.delete(yd, 1, axis=0), np.delete(ys, 1))
+    g = x.copy()
+    xentc.sparse_softmax_cross_entropy_with_logits(ys, g, return_grad=True, grad_out=g)
+    res["sparse grad in place"] = g
+    g = x.copy()
+    xentc.softmax_cross_entropy_with_logits(yd, g, return_grad=True, grad_out=g, validate_labels=False)
+    res["dense grad in place"] = g
+    res_clean["sparse grad in place"] = res_clean["sparse grad"]
+    res_clean["dense grad in place"] = res_clean["dense grad"]
+    for name, value in res.items():
+        assert np.isnan(value[1]).all(), f"{name}: row 1 should be NaN, got {value[1]}"
+        assert np.array_equal(np.delete(value, 1, axis=0), res_clean[name]), name
+
+
 @pytest.mark.parametrize("dtype", [F16, F32, F64])
 def test_row_of_minus_inf(dtype):
     x = np.array([[-inf, -inf, -inf], [0.0, 1.0, 2.0]], dtype=dtype)

@@ -43,19 +43,22 @@ static inline VF ISUF(vexpf_core)(VF x) {
 #endif
 }
 
-/* exp(x) 2^64 for x in [-104, 0], for sums of many terms only (the row's sum
- * of exp(x - max)): vexpf_core's reduction and polynomial, the polynomial in
- * Horner form 1 + r (1 + r P(r)), which saves a multiply and an add.  The
- * factor 2^64 keeps every term normal (exp(-104) 2^64 = 1.3e-26), so 2^(n + 64)
- * is one power of two built with an add and a shift, and one multiply applies
- * it; the caller takes the 2^64 out of the sum (exact: a power of two, rounded
+/* exp(x) 2^64 for x in [-130, 0], for sums of many terms only (the row's sum
+ * of exp(x - max); the caller clamps x at -130, see exp_neg_sum): vexpf_core's
+ * reduction and polynomial, the polynomial in Horner form 1 + r (1 + r P(r)),
+ * which saves a multiply and an add.  The factor 2^64 keeps every term normal
+ * (exp(-130) 2^64 = 6.4e-38), so 2^(n + 64) is one power of two: the rounding
+ * constant carries the exponent bias, n + 64 + 127 (from 3 to 191 here) sits in
+ * the low bits of t, and one shift makes the float; one multiply applies it.
+ * The caller takes the 2^64 out of the sum (exact: a power of two, rounded
  * once should the sum be denormal).  Within 2 ulp of exp(x) 2^64
- * (tests/test_exp.py checks every 61st float in [-104, 0]; over every 7th
- * the largest error measured was 0.87 ulp).
+ * (tests/test_exp.py checks every 61st float in [-130, 0]; over every 7th in
+ * [-104, 0] the largest error measured was 0.87 ulp).
  * Rows short enough to keep these terms (STORE_N) also make their softmax
  * and gradients from them; the other output paths use vexpf_core. */
 static inline VF ISUF(vexpf_sum)(VF x) {
-    const float log2e = 1.44269504088896341f, magic = 12582912.0f; /* 1.5 * 2^23 */
+    /* 1.5 * 2^23 + 191: t = 1.5 * 2^23 + (n + 191), n = round(x log2(e)) */
+    const float log2e = 1.44269504088896341f, magic = 12583103.0f;
     VF t = x * log2e + magic;
     VF n = t - magic;
     VF r = x - n * 0.693145751953125f;
@@ -69,9 +72,8 @@ static inline VF ISUF(vexpf_sum)(VF x) {
 #if ISA_KIND == 3
     return (VF)_mm512_scalef_ps((__m512)p, (__m512)(n + 64.0f));
 #else
-    /* bits of 2^(n + 64) = (n + 64 + 127) << 23, n = bits of t - bits of magic
-     * (unsigned lanes: the subtraction wraps, the shift drops what wrapped) */
-    return p * (VF)(((VUF)t << 23) + ((191u - 0x4b400000u) << 23));
+    /* bits of 2^(n + 64) = (n + 191) << 23: the shift drops t's other bits */
+    return p * (VF)((VUF)t << 23);
 #endif
 }
 

@@ -27,6 +27,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define VEXPSUM ISUF(vexpf_sum)
 #define SUMSCALE_INV 0x1p-64
 #define ZLOW (-104.0f)
+#define ZSUM (-130.0f)
 #define TINF INFINITY
 #define SUF(f) CAT(CAT(f, _f32_), ISA)
 #include "_xentc_rows_impl.h"
@@ -39,6 +40,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #undef VEXPSUM
 #undef SUMSCALE_INV
 #undef ZLOW
+#undef ZSUM
 #undef TINF
 #undef SUF
 
@@ -51,6 +53,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define VEXPSUM ISUF(vexpd_core)
 #define SUMSCALE_INV 1.0
 #define ZLOW (-746.0)
+#define ZSUM ZLOW
 #define TINF ((double)INFINITY)
 #define SUF(f) CAT(CAT(f, _f64_), ISA)
 #include "_xentc_rows_impl.h"
@@ -63,6 +66,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #undef VEXPSUM
 #undef SUMSCALE_INV
 #undef ZLOW
+#undef ZSUM
 #undef TINF
 #undef SUF
 
@@ -76,8 +80,8 @@ static void ISUF(exp_f32)(const float *x, float *y, ptrdiff_t n) {
     }
 }
 
-/* the row kernels' terms of a sum, exp(x) 2^64 for float (x <= 0; 0 below
- * -104), through the kernels' own helper (tests) */
+/* the row kernels' terms of a sum, exp(x) 2^64 for float (x <= 0; below -130
+ * the term of -130), through the kernels' own helper (tests) */
 static void ISUF(exp_sum_f32)(const float *x, float *y, ptrdiff_t n) {
     for (ptrdiff_t j = 0; j < n; j += VBYTES / 4) {
         VF v = {0};

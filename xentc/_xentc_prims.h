@@ -334,9 +334,22 @@ static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
     *c = (VIT)_mm512_mask_sub_epi64((__m512i)*c, k, (__m512i)*c, _mm512_set1_epi64(1));
 }
 #else
+/* e & ~tie as one and-not (GCC would make ~(v == vbm) a second compare) */
+#if ISA_KIND == 2 && TBYTES == 4
+#define XT_ANDNOT(m, e) ((VT)_mm256_andnot_ps((__m256)(m), (__m256)(e)))
+#elif ISA_KIND == 2
+#define XT_ANDNOT(m, e) ((VT)_mm256_andnot_pd((__m256d)(m), (__m256d)(e)))
+#elif ISA_KIND == 1 && TBYTES == 4
+#define XT_ANDNOT(m, e) ((VT)_mm_andnot_ps((__m128)(m), (__m128)(e)))
+#elif ISA_KIND == 1
+#define XT_ANDNOT(m, e) ((VT)_mm_andnot_pd((__m128d)(m), (__m128d)(e)))
+#else
+#define XT_ANDNOT(m, e) ((VT)((VIT)(e) & ~(m)))
+#endif
 static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
     VIT tie = v == vbm;
-    *s += (VT)((VIT)e & ~tie);
+    *s += XT_ANDNOT(tie, e);
     *c += tie;
 }
+#undef XT_ANDNOT
 #endif

@@ -8,8 +8,9 @@
  *   SUF(f)     f with the type and ISA suffix appended
  *   VEXPCORE   vector exp without range checks, valid on [ZLOW, 0]
  *   VEXPSUM    the same times 1 / SUMSCALE_INV (a power of two), for terms
- *              that are only summed (may be cheaper)
+ *              that are only summed (may be cheaper), valid on [ZSUM, 0]
  *   ZLOW       below it exp rounds to 0 (-104 float, -746 double)
+ *   ZSUM       where exp_neg_sum clamps (-130 float, ZLOW double)
  *   TINF       +inf of type T
  *   ISA_KIND   for _xentc_prims.h
  *
@@ -53,10 +54,13 @@ static inline VT SUF(sel)(VIT mask, VT a, VT b) {
 /* exp(z) for z <= 0 or -inf (never NaN): 0 below ZLOW */
 static inline VT SUF(exp_neg)(VT z) { return VEXPCORE(SUF(vmax)(z, SUF(splat)(ZLOW))); }
 
-/* the same times 1 / SUMSCALE_INV, for terms that only go into a sum: lanes
- * below ZLOW are set to 0 after the exp (the scaled exp of a clamped z would
- * not be 0, and -inf must add exactly 0) */
-static inline VT SUF(exp_neg_sum)(VT z) { return (VT)((VIT)VEXPSUM(z) & (z >= SUF(splat)(ZLOW))); }
+/* the same times 1 / SUMSCALE_INV, for terms that only go into a sum, z
+ * clamped at ZSUM: in double that term is 0; in float it is exp(-130) (3.5e-57,
+ * exact 0 would cost an operation per vector), which no float output holds:
+ * it rounds away in float (below the least denormal, 1.4e-45) even summed
+ * over 2^31 classes.  A NaN z gives a NaN term (vmax returns its second
+ * operand when one is NaN): block_stats finds NaN rows by their sum. */
+static inline VT SUF(exp_neg_sum)(VT z) { return VEXPSUM(SUF(vmax)(SUF(splat)(ZSUM), z)); }
 
 static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v); return v; }
 static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
@@ -95,29 +99,19 @@ static T SUF(block_max_masked)(const T *x, ptrdiff_t n, int *nan, int *any, cons
     return SUF(hmax)(m);
 }
 
-/* max of x[0:n] (-inf for n == 0); sets *nan when a NaN is present */
-static inline T SUF(block_max)(const T *x, ptrdiff_t n, int *nan) {
+/* max of x[0:n] (-inf for n == 0), NaNs left out: row_stats_gt finds them
+ * in the block's sum (see exp_neg_sum), or block_stats_inf */
+static inline T SUF(block_max)(const T *x, ptrdiff_t n) {
     VT m0 = SUF(splat)(-TINF), m1 = m0, m2 = m0, m3 = m0;
-    VIT bad = (VIT){0};
     ptrdiff_t j = 0;
     for (; j + 4 * NL <= n; j += 4 * NL) {   /* four chains hide the max latency */
-        VT a = SUF(load)(x + j), b = SUF(load)(x + j + NL);
-        VT c = SUF(load)(x + j + 2 * NL), d = SUF(load)(x + j + 3 * NL);
-        m0 = SUF(vmax)(a, m0); m1 = SUF(vmax)(b, m1);
-        m2 = SUF(vmax)(c, m2); m3 = SUF(vmax)(d, m3);
-        bad |= (a != a) | (b != b) | (c != c) | (d != d);
+        m0 = SUF(vmax)(SUF(load)(x + j), m0);
+        m1 = SUF(vmax)(SUF(load)(x + j + NL), m1);
+        m2 = SUF(vmax)(SUF(load)(x + j + 2 * NL), m2);
+        m3 = SUF(vmax)(SUF(load)(x + j + 3 * NL), m3);
     }
-    for (; j + NL <= n; j += NL) {
-        VT a = SUF(load)(x + j);
-        m0 = SUF(vmax)(a, m0);
-        bad |= a != a;
-    }
-    if (j < n) {
-        VT a = SUF(load_part)(x + j, n - j, -TINF);
-        m0 = SUF(vmax)(a, m0);
-        bad |= a != a;
-    }
-    if (SUF(hcount)(bad)) *nan = 1;
+    for (; j + NL <= n; j += NL) m0 = SUF(vmax)(SUF(load)(x + j), m0);
+    if (j < n) m0 = SUF(vmax)(SUF(load_part)(x + j, n - j, -TINF), m0);
     return SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
 }
 
@@ -195,11 +189,12 @@ static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
 static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, T bm, SUF(acc) *b,
                                  const uint8_t *mk, T *eo) {
     int mode = SUF(lab_mode)(L);
-    b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0; b->ymax = 0;
+    b->m = bm; b->c = 0; b->rest = 0; b->sy = 0; b->yz = 0; b->ymin = 0; b->ymax = 0; b->nan = 0;
     for (ptrdiff_t j = 0; j < n; j++) {
         int in = !mk || mk[j];
         T xj = in ? x[j] : -TINF;
         if (xj == bm) b->c++;
+        if (xj != xj) b->nan = 1;   /* block_max leaves NaNs out */
         if (eo)   /* exp(x - bm) / SUMSCALE_INV (see row_stats_gt): 1 at +inf ties, else 0 */
             eo[j] = bm == TINF && xj == bm ? (T)(1 / SUMSCALE_INV) : (T)0;
         if (mode && in) {
@@ -240,11 +235,25 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
                                                                   ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode,
                                                                   T *eo) {
     ptrdiff_t j = 0;
-    for (; j + NL <= n; j += NL) {
+    for (; j + 2 * NL <= n; j += 2 * NL) {   /* two vectors: a prefetch per cache line (VBYTES <= 32) */
         __builtin_prefetch(x + j + BLOCK);   /* the next block, read by block_max next */
+        if (VBYTES > 32) __builtin_prefetch(x + j + NL + BLOCK);
+        if (mode == 1 || mode == 2) {
+            __builtin_prefetch(L->y + j0 + j + BLOCK);
+            if (VBYTES > 32) __builtin_prefetch(L->y + j0 + j + NL + BLOCK);
+        }
+        for (int k = 0; k < 2; k++) {
+            VT e = SUF(stats_step)(a, SUF(load)(x + j + k * NL), SUF(lab_load)(L, j0 + j + k * NL, NL, mode), vbm,
+                                   mode);
+            if (eo) SUF(store)(eo + j + k * NL, e);
+        }
+    }
+    if (j + NL <= n) {
+        __builtin_prefetch(x + j + BLOCK);
         if (mode == 1 || mode == 2) __builtin_prefetch(L->y + j0 + j + BLOCK);
         VT e = SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
         if (eo) SUF(store)(eo + j, e);
+        j += NL;
     }
     if (j < n) {   /* the pads are -inf with weight 0: mode 5 needs the guard here */
         VT e = SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
@@ -400,7 +409,7 @@ static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, 
         ptrdiff_t len = n - j < BLOCK ? n - j : BLOCK;
         T bm = mk ? SUF(block_max_masked)(x + j, len, &a->nan, &any, mk + j)
              : gt ? SUF(block_max_gt)(x + j, len, &a->nan, xl, gt, eq)
-                  : SUF(block_max)(x + j, len, &a->nan);
+                  : SUF(block_max)(x + j, len);
         if (a->nan) {          /* an included NaN: the row is undefined */
             a->any = 1;
             return 0;
@@ -410,6 +419,10 @@ static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, 
             SUF(block_stats_inf)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL, eo ? eo + j : NULL);
         else
             SUF(block_stats)(x + j, L, j, len, bm, &b, mk ? mk + j : NULL, eo ? eo + j : NULL);
+        if (b.nan || b.rest != b.rest) {   /* a NaN that block_max left out */
+            a->nan = a->any = 1;
+            return 0;
+        }
         if (j == 0) *a = b; else SUF(merge)(a, &b);
         a->nan = 0;
     }
