@@ -26,9 +26,13 @@ leak checking); .ci/run's sanitizer stage shows the options it uses and why:
 
 Such a build is for testing only: never ship it.
 
+The C files of an extension compile in parallel, on as many threads as the
+process has CPUs, or XENTC_BUILD_JOBS=N (1: one after another).
+
 No -march=native and no -ffast-math: wheels must run on any x86-64 / arm64
 CPU, and finite-math would break the -inf / NaN semantics of the kernels.
 """
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -113,8 +117,44 @@ def sanitize_flags(value, compiler_type):
     return flags
 
 
+def compile_in_parallel(compiler, jobs):
+    """Make compiler.compile compile its sources on up to `jobs` threads (each
+    runs the compiler as a subprocess); objects come back in source order.
+    xentc._kernels is four C files (Cython's and the row kernels' three, the
+    AVX2 one the largest); compiled one after another they took most of the
+    build."""
+    serial = compiler.compile
+
+    def compile(sources, *args, **kwargs):
+        if jobs <= 1 or len(sources) <= 1:
+            return serial(sources, *args, **kwargs)
+        # the objects' folders first, here: distutils' mkpath is not thread-safe
+        output_dir = kwargs.get("output_dir", args[0] if args else None)
+        for obj in compiler.object_filenames(sources, output_dir=output_dir):
+            compiler.mkpath(os.path.dirname(obj) or ".")
+        with concurrent.futures.ThreadPoolExecutor(min(jobs, len(sources))) as pool:
+            parts = list(pool.map(lambda src: serial([src], *args, **kwargs), sources))
+        return [obj for part in parts for obj in part]
+
+    compiler.compile = compile
+
+
+def build_jobs():
+    """XENTC_BUILD_JOBS (a positive integer), else the CPUs this process may use."""
+    value = os.environ.get("XENTC_BUILD_JOBS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise SystemExit(f"XENTC_BUILD_JOBS must be a positive integer, got {value!r}")
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
+        compile_in_parallel(self.compiler, build_jobs())
         sanitize = sanitize_flags(os.environ.get("XENTC_SANITIZE", ""), self.compiler.compiler_type)
         if sanitize:
             print(f"xentc: sanitizer build ({' '.join(sanitize)}): for testing only")
@@ -147,9 +187,10 @@ class BuildExt(build_ext):
 extensions = [
     Extension(
         "xentc._kernels",
-        sources=["xentc/_kernels.pyx", "xentc/_xentc_rows.c"],
+        sources=["xentc/_kernels.pyx", "xentc/_xentc_rows.c", "xentc/_xentc_rows_avx2.c",
+                 "xentc/_xentc_rows_avx512.c"],
         include_dirs=["xentc"],
-        depends=["xentc/_xentc_omp.h", "xentc/_xentc_rows.h", "xentc/_xentc_isa.h",
+        depends=["xentc/_xentc_omp.h", "xentc/_xentc_rows.h", "xentc/_xentc_rows_tu.h", "xentc/_xentc_isa.h",
                  "xentc/_xentc_exp.h", "xentc/_xentc_prims.h", "xentc/_xentc_rows_impl.h"],
     ),
     Extension("xentc._elementwise", sources=["xentc/_elementwise.pyx"], include_dirs=["xentc"],

@@ -62,11 +62,11 @@ def test_float32_exp_denormal_results_and_edges():
     assert got[9] == 1.0 and got[10] == 1.0
 
 
-def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_130():
+def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_132():
     # the cheaper exp the row kernels use for the terms of a row's sum
-    # (x - max <= 0, clamped at -130), which returns exp(x) * 2**64 so that
-    # every term is normal: every 61st float32 in [-130, -0], in chunks
-    lo = np.array(-130.0, dtype=np.float32).view(np.uint32).item()
+    # (x - max <= 0, clamped at -132.5), which returns exp(x) * 2**64 so that
+    # every term is normal: every 61st float32 in [-132, -0], in chunks
+    lo = np.array(-132.0, dtype=np.float32).view(np.uint32).item()
     neg0 = np.array(-0.0, dtype=np.float32).view(np.uint32).item()
     worst = 0.0
     for start in range(neg0, lo + 1, 61 << 22):
@@ -78,15 +78,15 @@ def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_130():
             ref = np.exp(x.astype(np.float64)) * 2.0**64
         worst = max(worst, max_ulp_error(got, ref, np.float32))
     assert worst <= 2.0, worst
-    x = np.array([0.0, -0.0, -np.inf, -1e30, -130.5, -np.finfo(np.float32).smallest_subnormal, np.nan,
-                  -130.0], dtype=np.float32)
+    x = np.array([0.0, -0.0, -np.inf, -1e30, -132.5, -np.finfo(np.float32).smallest_subnormal, np.nan,
+                  -132.1, -131.0], dtype=np.float32)
     got = np.empty_like(x)
     _kernels.exp_sum(x, got)
     assert got[:2].tolist() == [2.0**64, 2.0**64] and got[5] == 2.0**64
-    # below -130 (and -inf) the term of -130: exp(-130) = 3.5e-57 once the 2**64
-    # is out, which no float32 result can hold (the least denormal is 1.4e-45)
-    assert got[2] == got[3] == got[4] == got[7]
-    assert abs(got[7] / (np.exp(-130.0) * 2.0**64) - 1) < 2.5e-7
+    # from about -132.05 down (-inf included) a term is exactly 0; above it the
+    # terms are accurate (exp(-131) 2**64 = 1.5e-38, a normal float)
+    assert got[2] == got[3] == got[4] == got[7] == 0.0
+    assert abs(got[8] / (np.exp(-131.0) * 2.0**64) - 1) < 2.5e-7
     assert np.isnan(got[6])   # a NaN stays NaN: the row kernels find NaN rows by their sums
 
 
@@ -111,6 +111,31 @@ def test_float64_exp_within_2ulp_on_4m_points():
     assert got[0] == 1.0 and got[1] == 1.0 and got[2] == np.inf and got[3] == 0.0
     assert np.isnan(got[4]) and np.isfinite(got[5]) and got[6] == np.inf
     assert got[7] == 0.0 and got[8] == np.inf and got[9] == 0.0
+
+
+def test_float64_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_753():
+    # the double terms of a row's sum: exp(x) * 2**64 for x <= 0, clamped at
+    # -753.5, each a normal number down to -753 (no two-step scaling)
+    rng = np.random.default_rng(11)
+    x = np.concatenate([
+        rng.uniform(-753.0, 0.0, 2_000_000),
+        rng.uniform(-40.0, 0.0, 1_000_000),
+        -np.abs(rng.normal(scale=1e-8, size=200_000)),
+        rng.uniform(-753.0, -708.0, 300_000),            # denormal without the 2**64
+    ])
+    got = np.empty_like(x)
+    _kernels.exp_sum(x, got)
+    with np.errstate(under="ignore"):
+        ref = np.exp(x.astype(np.longdouble)) * np.longdouble(2.0**64)
+    bound = 3.0 if np.finfo(np.longdouble).nmant < 60 else 2.0   # as above
+    assert max_ulp_error(got, ref, np.float64) <= bound
+    special = np.array([0.0, -0.0, -np.inf, -1e300, -753.5, -753.2, np.nan, -752.0, -5e-324])
+    got = np.empty_like(special)
+    _kernels.exp_sum(special, got)
+    assert got[0] == got[1] == got[8] == 2.0**64
+    assert got[2] == got[3] == got[4] == got[5] == 0.0   # 0 at the clamp, so -inf adds exactly 0
+    assert abs(got[7] / float(np.exp(np.longdouble(-752.0)) * np.longdouble(2.0**64)) - 1) < 1e-15
+    assert np.isnan(got[6])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -198,7 +198,7 @@ def test_nan_in_rows_of_many_blocks(dtype, case):
     # elements); the max pass leaves NaNs out and the block's sum finds them,
     # so a NaN must make its whole row NaN wherever it sits, gradients of all
     # lengths included, in place too, and leave the other rows bit for bit
-    n = 3000
+    n = 3001   # a partial last vector on every path
     x = np.random.default_rng(8).normal(size=(3, n)).astype(dtype)
     x[1, 100] = 40.0
     if case == "in a later block":
@@ -208,9 +208,9 @@ def test_nan_in_rows_of_many_blocks(dtype, case):
     elif case == "block of -inf":
         x[1, 1024:2048] = -inf
         x[1, 1500] = nan
-    elif case == "block with +inf":
+    elif case == "block with +inf":   # the same block on every path (128 to 1024 elements)
         x[1, 1800] = inf
-        x[1, 1700] = nan
+        x[1, 1801] = nan
     elif case == "whole block":
         x[1, 1024:2048] = nan
     else:
@@ -228,6 +228,12 @@ def test_nan_in_rows_of_many_blocks(dtype, case):
     res["dense grad in place"] = g
     res_clean["sparse grad in place"] = res_clean["sparse grad"]
     res_clean["dense grad in place"] = res_clean["dense grad"]
+    weights = np.linspace(0.5, 2.0, n).astype(dtype)   # PyTorch's cross_entropy: weights, smoothing
+    for key, (data, lab) in {"ce": (x, ys), "ce clean": (clean, np.delete(ys, 1))}.items():
+        loss, grad = xentc.cross_entropy(data, lab, weight=weights, label_smoothing=0.1, reduction="none",
+                                         return_grad=True)
+        target = res_clean if key == "ce clean" else res
+        target["cross_entropy loss"], target["cross_entropy grad"] = loss, grad
     for name, value in res.items():
         assert np.isnan(value[1]).all(), f"{name}: row 1 should be NaN, got {value[1]}"
         assert np.array_equal(np.delete(value, 1, axis=0), res_clean[name]), name
@@ -307,6 +313,44 @@ def test_labels_of_both_signs_on_infinite_terms_give_nan_in_rows_of_any_length(n
         assert np.isnan(ref_loss[0])
         assert np.isnan(loss[0]), f"labels {pos}, {neg} at {at}, {at + 1} ({case}): loss {loss[0]}"
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("where", ["first block", "later block", "tail", "everywhere but one"])
+def test_minus_inf_logits_with_label_0_add_nothing_in_long_rows(dtype, where):
+    # the loss-only pass sums y (x - max) with one FMA per vector, which is NaN
+    # at a -inf logit with label 0 (0 * -inf); such a block is summed again with
+    # the guard (0 log 0 = 0).  The loss must be the reference's, finite, in
+    # every block position, with or without the gradient, and for weighted
+    # class-index targets with label smoothing off (y = the weights' one-hot)
+    n = 3001   # a partial last vector on every path
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(2, n)).astype(dtype)
+    cols = {"first block": np.arange(3, 60), "later block": np.arange(1500, 1530),
+            "tail": np.arange(n - 7, n), "everywhere but one": np.r_[0:700, 701:n]}[where]
+    x[:, cols] = -inf
+    y = np.zeros((2, n), dtype=dtype)
+    live = np.setdiff1d(np.arange(n), cols)
+    y[0, live[:3]] = [0.5, 0.25, 0.25][:live.size]
+    y[0] /= y[0].sum()
+    y[1, live[-1]] = 1.0
+    ref_loss, ref_grad = reference.dense_xent(y.astype(np.float64), x.astype(np.float64))
+    assert np.isfinite(ref_loss).all()
+    rtol = 2e-6 if dtype == F32 else 1e-13
+    loss = xentc.softmax_cross_entropy_with_logits(y, x)
+    np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
+    loss2, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
+    np.testing.assert_allclose(loss2, ref_loss, rtol=rtol)
+    np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=1e-7 if dtype == F32 else 1e-15)
+    assert np.all(grad[:, cols] == 0)
+    if where == "everywhere but one":   # one finite logit: loss exactly 0, lse its logit
+        assert loss[0] == 0 and loss[1] == 0
+        sloss, lse = xentc.sparse_softmax_cross_entropy_with_logits([700, 700], x, return_lse=True)
+        assert np.all(sloss == 0) and np.array_equal(lse, x[:, 700])
+    # a NaN label (unvalidated) still makes the loss NaN after the second look
+    y[0, cols[0]] = nan
+    assert np.isnan(xentc.softmax_cross_entropy_with_logits(y, x, validate_labels=False)[0])
+    assert xentc.softmax_cross_entropy_with_logits(y, x, validate_labels=False)[1] == loss[1]
 
 
 @pytest.mark.parametrize("dtype", [F16, F32, F64])

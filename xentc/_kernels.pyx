@@ -87,6 +87,7 @@ cdef extern from "_xentc_rows.h" nogil:
         void (*exp_f32)(const float *x, float *y, Py_ssize_t n) noexcept nogil
         void (*exp_f64)(const double *x, double *y, Py_ssize_t n) noexcept nogil
         void (*exp_sum_f32)(const float *x, float *y, Py_ssize_t n) noexcept nogil
+        void (*exp_sum_f64)(const double *x, double *y, Py_ssize_t n) noexcept nogil
     const xentc_rows_table *xentc_rows
     int xentc_select_isa(const char *request)
     const char *xentc_available_isas()
@@ -130,14 +131,19 @@ def exp(floating[::1] x, floating[::1] out):
         xentc_rows.exp_f64(&x[0], &out[0], x.shape[0])
 
 
-def exp_sum(float[::1] x, float[::1] out):
-    """out = exp(x) * 2**64 for x <= 0 (0 below -104) with the float exp the
-    row kernels use for the terms of a row's sum (Horner form, scaled by 2**64
-    so that every term is normal; for tests)."""
+def exp_sum(floating[::1] x, floating[::1] out):
+    """out = exp(x) * 2**64 for x <= 0 (0 at and below about -132.05 for
+    float32, -753.1 for float64) with the exp the row kernels use for the terms
+    of a row's sum (Horner form, scaled by 2**64 so that every term is normal;
+    for tests)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError(f"out must have x's length {x.shape[0]}, got {out.shape[0]}")
-    if x.shape[0] > 0:
+    if x.shape[0] == 0:
+        return
+    if floating is float:
         xentc_rows.exp_sum_f32(&x[0], &out[0], x.shape[0])
+    else:
+        xentc_rows.exp_sum_f64(&x[0], &out[0], x.shape[0])
 
 
 ctypedef fused any_int:

@@ -19,21 +19,29 @@
  * inputs (tests/test_exp.py re-checks both through xentc._kernels).
  */
 
+/* The reduction and polynomial both float exps share: t = x log2(e) + magic
+ * (n = t - magic, rounded to an integer by magic = 1.5 * 2^23 + bias), r = x -
+ * n ln 2 and P(r), exp(r) = 1 + r + r^2 P(r). */
+static inline VF ISUF(vexpf_poly)(VF x, float magic, VF *t, VF *r) {
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723212e-6f;
+    *t = x * log2e + magic;
+    VF n = *t - magic;
+    *r = x - n * ln2_hi;
+    *r = *r - n * ln2_lo;
+    VF p = *r * 0.0013814604481163213329f + 0.0083687106547354557303f;
+    p = p * *r + 0.041668387544599539445f;
+    p = p * *r + 0.16666520680903701202f;
+    return p * *r + 0.49999993450796762013f;
+}
+
 /* exp for x in [-104, 104]: no range checks (the kernels clamp z <= 0 at -104) */
 static inline VF ISUF(vexpf_core)(VF x) {
-    const float log2e = 1.44269504088896341f, magic = 12582912.0f; /* 1.5 * 2^23 */
-    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723212e-6f;
-    VF t = x * log2e + magic;
-    VF n = t - magic;
-    VF r = x - n * ln2_hi;
-    r = r - n * ln2_lo;
-    VF p = r * 0.0013814604481163213329f + 0.0083687106547354557303f;
-    p = p * r + 0.041668387544599539445f;
-    p = p * r + 0.16666520680903701202f;
-    p = p * r + 0.49999993450796762013f;
+    const float magic = 12582912.0f;   /* 1.5 * 2^23 */
+    VF t, r, p = ISUF(vexpf_poly)(x, magic, &t, &r);
     p = p * (r * r) + r + 1.0f;
 #if ISA_KIND == 3
-    return (VF)_mm512_scalef_ps((__m512)p, (__m512)n);   /* p 2^n, denormals rounded once */
+    return (VF)_mm512_scalef_ps((__m512)p, (__m512)(t - magic));   /* p 2^n, denormals rounded once */
 #else
     /* n as an integer: bits of t - bits of magic, in unsigned lanes (lanes
      * outside the range wrap, and are masked off by the callers) */
@@ -43,38 +51,30 @@ static inline VF ISUF(vexpf_core)(VF x) {
 #endif
 }
 
-/* exp(x) 2^64 for x in [-130, 0], for sums of many terms only (the row's sum
- * of exp(x - max); the caller clamps x at -130, see exp_neg_sum): vexpf_core's
- * reduction and polynomial, the polynomial in Horner form 1 + r (1 + r P(r)),
- * which saves a multiply and an add.  The factor 2^64 keeps every term normal
- * (exp(-130) 2^64 = 6.4e-38), so 2^(n + 64) is one power of two: the rounding
- * constant carries the exponent bias, n + 64 + 127 (from 3 to 191 here) sits in
- * the low bits of t, and one shift makes the float; one multiply applies it.
+/* exp(x) 2^64 for x in [-132.5, 0], for sums of many terms only (the row's
+ * sum of exp(x - max); the caller clamps x at -132.5, see exp_neg_sum):
+ * vexpf_core's reduction and polynomial, the polynomial in Horner form
+ * 1 + r (1 + r P(r)), which saves a multiply and an add.  The factor 2^64
+ * keeps the terms normal down to x = -131.6 (exp(x) 2^64 = 2^-126; a few below
+ * are denormal), so 2^(n + 64) is one power of two (normal down to n = -190),
+ * made in one operation from t: the rounding constant carries the exponent
+ * bias, n + 64 + 127 (0 to 191 here) sits in the low bits of t, and one shift
+ * makes the float; one multiply applies it.  Where n = -191 (x <= -132.05,
+ * the clamp included, so -inf too) those bits are 0 and the term is exactly 0.
  * The caller takes the 2^64 out of the sum (exact: a power of two, rounded
  * once should the sum be denormal).  Within 2 ulp of exp(x) 2^64
- * (tests/test_exp.py checks every 61st float in [-130, 0]; over every 7th in
+ * (tests/test_exp.py checks every 61st float in [-132, 0]; over every 7th in
  * [-104, 0] the largest error measured was 0.87 ulp).
  * Rows short enough to keep these terms (STORE_N) also make their softmax
  * and gradients from them; the other output paths use vexpf_core. */
 static inline VF ISUF(vexpf_sum)(VF x) {
     /* 1.5 * 2^23 + 191: t = 1.5 * 2^23 + (n + 191), n = round(x log2(e)) */
-    const float log2e = 1.44269504088896341f, magic = 12583103.0f;
-    VF t = x * log2e + magic;
-    VF n = t - magic;
-    VF r = x - n * 0.693145751953125f;
-    r = r - n * 1.42860682030941723212e-6f;
-    VF p = r * 0.0013814604481163213329f + 0.0083687106547354557303f;
-    p = p * r + 0.041668387544599539445f;
-    p = p * r + 0.16666520680903701202f;
-    p = p * r + 0.49999993450796762013f;
+    VF t, r, p = ISUF(vexpf_poly)(x, 12583103.0f, &t, &r);
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-#if ISA_KIND == 3
-    return (VF)_mm512_scalef_ps((__m512)p, (__m512)(n + 64.0f));
-#else
-    /* bits of 2^(n + 64) = (n + 191) << 23: the shift drops t's other bits */
+    /* bits of 2^(n + 64) = (n + 191) << 23 (0 at n = -191): the shift drops
+     * t's other bits (AVX-512 too: its scalef would make a denormal there) */
     return p * (VF)((VUF)t << 23);
-#endif
 }
 
 /* exp over the whole float range: 0 below -104, +inf above 104, NaN kept */
@@ -84,31 +84,52 @@ static inline VF ISUF(vexpf)(VF x) {
     return (VF)(((VIF)y & ~out) | (((VIF){0} + 0x7f800000) & big));
 }
 
+/* The reduction and polynomial both double exps share, as vexpf_poly */
+static inline VD ISUF(vexpd_poly)(VD x, double magic, VD *t, VD *r) {
+    const double log2e = 1.4426950408889634074;
+    const double ln2_hi = 0.693147180369123816490, ln2_lo = 1.90821492927058770002e-10;
+    *t = x * log2e + magic;
+    VD n = *t - magic;
+    *r = x - n * ln2_hi;
+    *r = *r - n * ln2_lo;
+    VD p = *r * 2.500008819528246880346209e-8 + 2.763023598483927365372681e-7;
+    p = p * *r + 2.755758622757983919278012e-6;
+    p = p * *r + 2.480149313001240384093791e-5;
+    p = p * *r + 1.9841269506805341304067e-4;
+    p = p * *r + 1.38888889436040770782053e-3;
+    p = p * *r + 8.333333333494333220866605e-3;
+    p = p * *r + 4.166666666653023999213995e-2;
+    p = p * *r + 0.1666666666666641274555811;
+    return p * *r + 0.5000000000000010619996999;
+}
+
 /* exp for x in [-746, 746]: no range checks (the kernels clamp z <= 0 at -746) */
 static inline VD ISUF(vexpd_core)(VD x) {
-    const double log2e = 1.4426950408889634074, magic = 6755399441055744.0; /* 1.5 * 2^52 */
-    const double ln2_hi = 0.693147180369123816490, ln2_lo = 1.90821492927058770002e-10;
-    VD t = x * log2e + magic;
-    VD n = t - magic;
-    VD r = x - n * ln2_hi;
-    r = r - n * ln2_lo;
-    VD p = r * 2.500008819528246880346209e-8 + 2.763023598483927365372681e-7;
-    p = p * r + 2.755758622757983919278012e-6;
-    p = p * r + 2.480149313001240384093791e-5;
-    p = p * r + 1.9841269506805341304067e-4;
-    p = p * r + 1.38888889436040770782053e-3;
-    p = p * r + 8.333333333494333220866605e-3;
-    p = p * r + 4.166666666653023999213995e-2;
-    p = p * r + 0.1666666666666641274555811;
-    p = p * r + 0.5000000000000010619996999;
+    const double magic = 6755399441055744.0;   /* 1.5 * 2^52 */
+    VD t, r, p = ISUF(vexpd_poly)(x, magic, &t, &r);
     p = p * (r * r) + r + 1.0;
 #if ISA_KIND == 3
-    return (VD)_mm512_scalef_pd((__m512d)p, (__m512d)n);
+    return (VD)_mm512_scalef_pd((__m512d)p, (__m512d)(t - magic));
 #else
     VUD q = (VUD)t - 0x4338000000000000ULL;           /* bits of t - bits of magic, unsigned */
     VUD q1 = (VUD)((VID)q >> 1), q2 = q - q1;
     return p * (VD)((q1 + 1023u) << 52) * (VD)((q2 + 1023u) << 52);
 #endif
+}
+
+/* exp(x) 2^64 for x in [-753.5, 0], for sums of many terms only, as
+ * vexpf_sum: vexpd_core's reduction and polynomial in Horner form, 2^(n + 64)
+ * from one shift of t, whose rounding constant carries the bias 1023 + 64
+ * (n + 1087 from 0 to 1087 here; 0, an exact 0 term, at n = -1087, that is
+ * x <= -753.1, the caller's clamp at -753.5 and -inf included).  The terms
+ * are normal numbers down to x = -752.4 (and denormal below): no two-step
+ * scaling as in vexpd_core. */
+static inline VD ISUF(vexpd_sum)(VD x) {
+    /* 1.5 * 2^52 + 1087: t = 1.5 * 2^52 + (n + 1087), n = round(x log2(e)) */
+    VD t, r, p = ISUF(vexpd_poly)(x, 6755399441056831.0, &t, &r);
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    return p * (VD)((VUD)t << 52);   /* bits of 2^(n + 64) = (n + 1087) << 52 */
 }
 
 /* exp over the whole double range: 0 below -746, +inf above 746, NaN kept */

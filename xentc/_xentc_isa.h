@@ -27,7 +27,7 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define VEXPSUM ISUF(vexpf_sum)
 #define SUMSCALE_INV 0x1p-64
 #define ZLOW (-104.0f)
-#define ZSUM (-130.0f)
+#define ZSUM (-132.5f)
 #define TINF INFINITY
 #define SUF(f) CAT(CAT(f, _f32_), ISA)
 #include "_xentc_rows_impl.h"
@@ -50,10 +50,10 @@ typedef uint64_t CAT(vud_, ISA) __attribute__((vector_size(VBYTES)));
 #define VIT VID
 #define NL (VBYTES / 8)
 #define VEXPCORE ISUF(vexpd_core)
-#define VEXPSUM ISUF(vexpd_core)
-#define SUMSCALE_INV 1.0
+#define VEXPSUM ISUF(vexpd_sum)
+#define SUMSCALE_INV 0x1p-64
 #define ZLOW (-746.0)
-#define ZSUM ZLOW
+#define ZSUM (-753.5)
 #define TINF ((double)INFINITY)
 #define SUF(f) CAT(CAT(f, _f64_), ISA)
 #include "_xentc_rows_impl.h"
@@ -80,8 +80,8 @@ static void ISUF(exp_f32)(const float *x, float *y, ptrdiff_t n) {
     }
 }
 
-/* the row kernels' terms of a sum, exp(x) 2^64 for float (x <= 0; below -130
- * the term of -130), through the kernels' own helper (tests) */
+/* the row kernels' terms of a sum, exp(x) 2^64 for float (x <= 0; 0 at and
+ * below -132.05), through the kernels' own helper (tests) */
 static void ISUF(exp_sum_f32)(const float *x, float *y, ptrdiff_t n) {
     for (ptrdiff_t j = 0; j < n; j += VBYTES / 4) {
         VF v = {0};
@@ -89,6 +89,17 @@ static void ISUF(exp_sum_f32)(const float *x, float *y, ptrdiff_t n) {
         memcpy(&v, x + j, r * sizeof(float));
         v = CAT(exp_neg_sum_f32_, ISA)(v);
         memcpy(y + j, &v, r * sizeof(float));
+    }
+}
+
+/* the same for double (0 at and below -753.1) */
+static void ISUF(exp_sum_f64)(const double *x, double *y, ptrdiff_t n) {
+    for (ptrdiff_t j = 0; j < n; j += VBYTES / 8) {
+        VD v = {0};
+        ptrdiff_t r = n - j < VBYTES / 8 ? n - j : VBYTES / 8;
+        memcpy(&v, x + j, r * sizeof(double));
+        v = CAT(exp_neg_sum_f64_, ISA)(v);
+        memcpy(y + j, &v, r * sizeof(double));
     }
 }
 
@@ -102,7 +113,7 @@ static void ISUF(exp_f64)(const double *x, double *y, ptrdiff_t n) {
     }
 }
 
-static const xentc_rows_table ISUF(table) = {
+const xentc_rows_table CAT(xentc_table_, ISA) = {
     CAT(ISA_NAME_, ISA),
     CAT(dense_rows_f32_, ISA), CAT(dense_rows_f64_, ISA),
     CAT(sparse_rows_f32_, ISA), CAT(sparse_rows_f64_, ISA),
@@ -113,7 +124,7 @@ static const xentc_rows_table ISUF(table) = {
     CAT(prob_rows_f32_, ISA), CAT(prob_rows_f64_, ISA),
     CAT(check_labels_f32_, ISA), CAT(check_labels_f64_, ISA),
     CAT(score_rows_f32_, ISA), CAT(score_rows_f64_, ISA),
-    CAT(exp_f32_, ISA), CAT(exp_f64_, ISA), CAT(exp_sum_f32_, ISA),
+    CAT(exp_f32_, ISA), CAT(exp_f64_, ISA), CAT(exp_sum_f32_, ISA), CAT(exp_sum_f64_, ISA),
 };
 
 #undef VF

@@ -55,6 +55,7 @@ typedef struct {
     void (*exp_f32)(const float *x, float *y, ptrdiff_t n);
     void (*exp_f64)(const double *x, double *y, ptrdiff_t n);
     void (*exp_sum_f32)(const float *x, float *y, ptrdiff_t n);   /* x <= 0 */
+    void (*exp_sum_f64)(const double *x, double *y, ptrdiff_t n);
 } xentc_rows_table;
 
 /* The table the kernels call; set by xentc_select_isa (baseline until then). */

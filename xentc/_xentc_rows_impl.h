@@ -10,7 +10,8 @@
  *   VEXPSUM    the same times 1 / SUMSCALE_INV (a power of two), for terms
  *              that are only summed (may be cheaper), valid on [ZSUM, 0]
  *   ZLOW       below it exp rounds to 0 (-104 float, -746 double)
- *   ZSUM       where exp_neg_sum clamps (-130 float, ZLOW double)
+ *   ZSUM       where exp_neg_sum clamps, its term 0 there (-132.5 float,
+ *              ZLOW double)
  *   TINF       +inf of type T
  *   ISA_KIND   for _xentc_prims.h
  *
@@ -30,9 +31,11 @@
  * subtraction.  Rows longer than the L2 cache are therefore read once for the
  * loss (and once more for the gradient).
  *
- * A NaN is found by the max pass of its block, which ends the row's
- * statistics before that block reaches exp; blocks whose max is +inf or -inf
- * take a short scalar path (exp(x - inf) would be NaN at the ties).  Output
+ * A NaN is left out by the max pass of its block and found in that block's
+ * sum (exp_neg_sum keeps it), which ends the row's statistics; blocks whose
+ * max is +inf or -inf take a short scalar path (exp(x - inf) would be NaN at
+ * the ties) that looks for NaNs itself.  Masked rows and scoring's rank
+ * count still find NaNs in their max pass.  Output
  * passes of rows of at most STORE_N elements scale the terms the statistics
  * pass stored (see row_stats_gt); longer rows take the exp again, and those
  * whose max is +inf take a scalar path.
@@ -55,11 +58,9 @@ static inline VT SUF(sel)(VIT mask, VT a, VT b) {
 static inline VT SUF(exp_neg)(VT z) { return VEXPCORE(SUF(vmax)(z, SUF(splat)(ZLOW))); }
 
 /* the same times 1 / SUMSCALE_INV, for terms that only go into a sum, z
- * clamped at ZSUM: in double that term is 0; in float it is exp(-130) (3.5e-57,
- * exact 0 would cost an operation per vector), which no float output holds:
- * it rounds away in float (below the least denormal, 1.4e-45) even summed
- * over 2^31 classes.  A NaN z gives a NaN term (vmax returns its second
- * operand when one is NaN): block_stats finds NaN rows by their sum. */
+ * clamped at ZSUM, where the term is exactly 0 (as for -inf).  A NaN z gives a
+ * NaN term (vmax returns its second operand when one is NaN): block_stats
+ * finds NaN rows by their sum. */
 static inline VT SUF(exp_neg_sum)(VT z) { return VEXPSUM(SUF(vmax)(SUF(splat)(ZSUM), z)); }
 
 static inline VT SUF(load)(const T *p) { VT v; __builtin_memcpy(&v, p, sizeof v); return v; }
@@ -212,16 +213,19 @@ static void SUF(block_stats_inf)(const T *x, const SUF(lab) *L, ptrdiff_t j0, pt
 typedef struct { VT s, sy, yz, ymin, ymax; VIT c; } SUF(vsums);
 
 /* One vector of block_stats: v (logits), w (labels, unless mode 0); returns
- * the vector's terms exp(v - bm) / SUMSCALE_INV (ties included). */
-static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int mode) {
+ * the vector's terms exp(v - bm) / SUMSCALE_INV (ties included).  With guard
+ * 0, y z is one FMA, which is NaN where y = 0 meets z = -inf (a -inf logit):
+ * block_stats then sums the block's y z again with the guard. */
+static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, VT v, VT w, VT vbm, int mode,
+                                                                int guard) {
     VT zero = SUF(splat)(0);
     VT z = v - vbm;
     VT e = SUF(exp_neg_sum)(z);
     SUF(add_nontie)(&a->s, &a->c, v, vbm, e);
-    if (mode == 5)   /* no zero weight in the block: w z needs no guard (one FMA) */
+    if (mode == 5 || (mode && !guard))   /* mode 5: no zero weight in the block, no NaN */
         a->yz += w * z;
-    else if (mode)
-        a->yz += SUF(sel)(w != zero, w * z, zero);   /* 0 * log 0 = 0: skip y == 0 */
+    else if (mode)   /* 0 * log 0 = 0: z taken as 0 where y == 0 (an FMA as above, */
+        a->yz += w * SUF(sel)(w != zero, z, zero);   /* so both round alike) */
     if (mode && mode < 4) {
         a->sy += w;
         a->ymin = SUF(vmin)(w, a->ymin);
@@ -237,10 +241,11 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
 #undef XT_PF_AHEAD
 #define XT_PF_AHEAD (6144 / TBYTES)
 
-/* eo (or NULL): where the terms go (stats_step), eo[j] for x[j]; may be x */
+/* eo (or NULL): where the terms go (stats_step), eo[j] for x[j]; may be x.
+ * guard: see stats_step (the tail, whose pads are -inf, always has it). */
 static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
                                                                   ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode,
-                                                                  T *eo) {
+                                                                  T *eo, int guard) {
     ptrdiff_t j = 0;
     for (; j + 2 * NL <= n; j += 2 * NL) {   /* two vectors per prefetch: one per line for VBYTES 32 */
         __builtin_prefetch(x + j + XT_PF_AHEAD);   /* ahead of the block_max pass that reads it */
@@ -251,20 +256,20 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
         }
         for (int k = 0; k < 2; k++) {
             VT e = SUF(stats_step)(a, SUF(load)(x + j + k * NL), SUF(lab_load)(L, j0 + j + k * NL, NL, mode), vbm,
-                                   mode);
+                                   mode, guard);
             if (eo) SUF(store)(eo + j + k * NL, e);
         }
     }
     if (j + NL <= n) {
         __builtin_prefetch(x + j + XT_PF_AHEAD);
         if (mode == 1 || mode == 2) __builtin_prefetch(L->y + j0 + j + XT_PF_AHEAD);
-        VT e = SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode);
+        VT e = SUF(stats_step)(a, SUF(load)(x + j), SUF(lab_load)(L, j0 + j, NL, mode), vbm, mode, guard);
         if (eo) SUF(store)(eo + j, e);
         j += NL;
     }
     if (j < n) {   /* the pads are -inf with weight 0: mode 5 needs the guard here */
         VT e = SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
-                               vbm, mode == 5 ? 4 : mode);
+                               vbm, mode == 5 ? 4 : mode, 1);
         if (eo) SUF(store_part)(eo + j, e, n - j);
     }
 }
@@ -279,12 +284,26 @@ static void SUF(stats_loop_masked)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
         VIT k = SUF(mask_load)(mk + j, r);
         VT v = SUF(sel)(k, r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF), ninf);
         if (mode == 1)
-            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 1), zero), vbm, 1);
+            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 1), zero), vbm, 1, 1);
         else if (mode)
-            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 2), zero), vbm, 2);
+            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 2), zero), vbm, 2, 1);
         else
-            SUF(stats_step)(a, v, zero, vbm, 0);
+            SUF(stats_step)(a, v, zero, vbm, 0, 1);
     }
+}
+
+/* sum over y != 0 of y (x - bm) in a block, guarded (stats_step's guard 0
+ * gave NaN: a -inf logit with label 0, or labels that are NaN or infinite) */
+static double SUF(block_yz)(const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode) {
+    VT zero = SUF(splat)(0), yz = zero;
+    for (ptrdiff_t j = 0; j < n; j += NL) {
+        ptrdiff_t r = n - j;
+        VT v = r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF);
+        VT w = mode == 1 ? SUF(lab_load)(L, j0 + j, r, 1) : mode == 2 ? SUF(lab_load)(L, j0 + j, r, 2)
+                                                                       : SUF(lab_load)(L, j0 + j, r, 3);
+        yz += w * SUF(sel)(w != zero, v - vbm, zero);   /* as stats_step, rounded alike */
+    }
+    return SUF(hsum)(yz);
 }
 
 /* Statistics of one block (classes j0 .. j0 + n) with finite max bm: ties c,
@@ -297,19 +316,20 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     int mode = SUF(lab_mode)(L);
     if (mk) SUF(stats_loop_masked)(&a, x, L, j0, n, vbm, mk);
     else if (eo) switch (mode) {   /* the terms stored too: label modes 0-2 only (row_stats_gt) */
-    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, eo); break;
-    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, eo); break;
-    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, eo); break;
+    /* guarded: eo may be x, which a second look at the block could not read */
+    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, eo, 1); break;
+    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, eo, 1); break;
+    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, eo, 1); break;
     default: abort();   /* no caller passes eo with modes 3-5 */
     }
     else switch (mode) {   /* one specialised loop per label mode */
-    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, NULL); break;
-    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, NULL); break;
-    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, NULL); break;
-    case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3, NULL); break;
+    case 0: SUF(stats_loop)(&a, x, L, j0, n, vbm, 0, NULL, 0); break;
+    case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, NULL, 0); break;
+    case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, NULL, 0); break;
+    case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3, NULL, 0); break;
     default:   /* mode 5: mode 4 for a block without zero weights */
-        if (L->wblk[4 * (j0 / BLOCK) + 3] == 0) SUF(stats_loop)(&a, x, L, j0, n, vbm, 5, NULL);
-        else SUF(stats_loop)(&a, x, L, j0, n, vbm, 4, NULL);
+        if (L->wblk[4 * (j0 / BLOCK) + 3] == 0) SUF(stats_loop)(&a, x, L, j0, n, vbm, 5, NULL, 0);
+        else SUF(stats_loop)(&a, x, L, j0, n, vbm, 4, NULL, 0);
         break;
     }
     b->m = bm;
@@ -317,6 +337,8 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     b->rest = SUF(hsum)(a.s) * SUMSCALE_INV;   /* VEXPSUM's scale out */
     b->sy = mode ? SUF(hsum)(a.sy) : 0;
     b->yz = mode ? SUF(hsum)(a.yz) : 0;
+    if (b->yz != b->yz && !mk && !eo && mode != 5)   /* see stats_step's guard */
+        b->yz = SUF(block_yz)(x, L, j0, n, vbm, mode == 4 ? 3 : mode);
     b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
     b->ymax = mode ? SUF(hmax)(a.ymax) : 0;
     if (mode == 4) {
@@ -405,7 +427,8 @@ static inline void SUF(merge)(SUF(acc) *a, const SUF(acc) *b) {
  * same read also writes each block's max to bms[j / BLOCK] and the terms
  * exp(x_j - block max) / SUMSCALE_INV to eo[j] (eo may be x: each x_j is read
  * before eo_j is written), so that a gradient or softmax pass needs no exp of
- * its own (stored_scale); a NaN stops it part way. */
+ * its own (stored_scale); a NaN stops it after the block that holds it
+ * (whose terms, NaN among them, are written too: callers fill a NaN row). */
 static inline int SUF(row_stats_gt)(const T *x, const SUF(lab) *L, ptrdiff_t n, SUF(acc) *a,
                                     const uint8_t *mk, T xl, int64_t *gt, int64_t *eq, T *eo, T *bms) {
     SUF(acc) b = {0};
@@ -866,7 +889,7 @@ static inline int SUF(transposable)(ptrdiff_t n) { (void)n; return 0; }
 /* y (or NULL): dense labels, column j into ycols[j]; wcol (or NULL): one
  * weight per column, the same for every row.  cols[j] receives column j of
  * x; with keep_e (transposable n only) it ends as exp(z_j) / SUMSCALE_INV
- * instead (1 / SUMSCALE_INV at ties of the max, 0 below ZLOW). */
+ * instead (1 / SUMSCALE_INV at ties of the max, 0 at and below ZSUM). */
 static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, const T *y, const T *wcol,
                                                                   ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L,
                                                                   VT *cols, VT *ycols, int keep_e) {
@@ -948,9 +971,10 @@ static inline __attribute__((always_inline)) void SUF(pend_flush)(SUF(pend) *B, 
 
 /* queue the group of rows from r0; its lse is the max + log1p(s) (+inf at a
  * +inf max, -inf for rows of -inf), NaN where a NaN was seen.  s is in
- * [0, n) except in a row of NaN only (no element ties the max, which vmax
- * left at -inf: s = -1, log1p(s) = NaN); it is taken as 0 there, so that a
- * zero P still gives 0 (an ignored row) and Q or QL carry the NaN. */
+ * [0, n) except in a row with a NaN (NaN: exp_neg_sum keeps it; -1 in a row
+ * of NaN only, where no element ties the max that vmax left at -inf); it is
+ * taken as 0 there, so that a zero P still gives 0 (an ignored row) and Q or
+ * QL carry the NaN. */
 static inline __attribute__((always_inline)) void SUF(pend_add)(SUF(pend) *B, ptrdiff_t r0, const SUF(lanes) *L,
                                                                  VT p, VT q, T *loss, T *lse, ptrdiff_t nrows) {
     if (B->k == 0) B->r0 = r0;
