@@ -132,6 +132,8 @@ def compile_in_parallel(compiler, jobs):
         output_dir = kwargs.get("output_dir", args[0] if args else None)
         for obj in compiler.object_filenames(sources, output_dir=output_dir):
             compiler.mkpath(os.path.dirname(obj) or ".")
+        if not getattr(compiler, "initialized", True):
+            compiler.initialize()   # MSVC finds its tools once, not once per thread
         with concurrent.futures.ThreadPoolExecutor(min(jobs, len(sources))) as pool:
             parts = list(pool.map(lambda src: serial([src], *args, **kwargs), sources))
         return [obj for part in parts for obj in part]

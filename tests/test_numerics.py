@@ -340,13 +340,26 @@ def test_minus_inf_logits_with_label_0_add_nothing_in_long_rows(dtype, where):
     loss = xentc.softmax_cross_entropy_with_logits(y, x)
     np.testing.assert_allclose(loss, ref_loss, rtol=rtol)
     loss2, grad = xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)
-    np.testing.assert_allclose(loss2, ref_loss, rtol=rtol)
+    np.testing.assert_array_equal(loss2, loss)   # the two passes round alike
     np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=1e-7 if dtype == F32 else 1e-15)
     assert np.all(grad[:, cols] == 0)
     if where == "everywhere but one":   # one finite logit: loss exactly 0, lse its logit
         assert loss[0] == 0 and loss[1] == 0
         sloss, lse = xentc.sparse_softmax_cross_entropy_with_logits([700, 700], x, return_lse=True)
         assert np.all(sloss == 0) and np.array_equal(lse, x[:, 700])
+    # PyTorch's cross_entropy with class weights 0 at the -inf classes and label
+    # smoothing sums w (x - max) over every class (the weights' label modes):
+    # 0 there, as for a logit so low that its exp is 0 (PyTorch itself gives
+    # NaN: 0 * -inf), with or without the gradient
+    w = np.linspace(0.5, 2.0, n).astype(dtype)
+    w[cols] = 0
+    targets = np.array([live[0], live[-1]])
+    ce = xentc.cross_entropy(x, targets, weight=w, label_smoothing=0.1, reduction="none")
+    low = np.where(np.isinf(x), -1e4, x)
+    np.testing.assert_allclose(ce, reference.cross_entropy(low, targets, weight=w, label_smoothing=0.1,
+                                                           reduction="none"), rtol=rtol)
+    ce2, _ = xentc.cross_entropy(x, targets, weight=w, label_smoothing=0.1, reduction="none", return_grad=True)
+    np.testing.assert_array_equal(ce2, ce)
     # a NaN label (unvalidated) still makes the loss NaN after the second look
     y[0, cols[0]] = nan
     assert np.isnan(xentc.softmax_cross_entropy_with_logits(y, x, validate_labels=False)[0])

@@ -1,7 +1,7 @@
 # Design
 # ------
 # Kernels of xentc: they only compute.  Three layers, one direction:
-#   1. Row kernels in C (_xentc_rows_impl.h, compiled per ISA by _xentc_rows.c
+#   1. Row kernels in C (_xentc_rows_impl.h, compiled per ISA by _xentc_rows*.c
 #      and picked at import): the math of one row with a vectorised exp of our
 #      own.  They are C rather than Cython `cdef inline` helpers because they
 #      need vector types and per-ISA compilation, which Cython cannot express.
@@ -134,8 +134,8 @@ def exp(floating[::1] x, floating[::1] out):
 def exp_sum(floating[::1] x, floating[::1] out):
     """out = exp(x) * 2**64 for x <= 0 (0 at and below about -132.05 for
     float32, -753.1 for float64) with the exp the row kernels use for the terms
-    of a row's sum (Horner form, scaled by 2**64 so that every term is normal;
-    for tests)."""
+    of a row's sum (Horner form, scaled by 2**64 so that the terms are normal
+    numbers but for the last few above those bounds; for tests)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError(f"out must have x's length {x.shape[0]}, got {out.shape[0]}")
     if x.shape[0] == 0:

@@ -12,7 +12,7 @@
  * double's degree 11).  In vexpf_core and vexpd_core 2^n is applied by
  * AVX-512's scalef, elsewhere as 2^(n >> 1) * 2^(n - (n >> 1)), two normal
  * powers of two; either way results in the denormal range get one rounding
- * (vexpf_sum, for sums, scales by 2^64 instead).
+ * (vexpf_sum and vexpd_sum, for sums, scale by 2^64 instead).
  * Inputs beyond the finite range give 0 or +inf; NaN propagates; exp(0) = 1
  * exactly.  Checked against the correctly rounded result: float at most
  * 1.02 ulp over all 2^32 inputs; double at most 1.05 ulp on 4e7 random
@@ -55,7 +55,7 @@ static inline VF ISUF(vexpf_core)(VF x) {
  * sum of exp(x - max); the caller clamps x at -132.5, see exp_neg_sum):
  * vexpf_core's reduction and polynomial, the polynomial in Horner form
  * 1 + r (1 + r P(r)), which saves a multiply and an add.  The factor 2^64
- * keeps the terms normal down to x = -131.6 (exp(x) 2^64 = 2^-126; a few below
+ * keeps the terms normal down to x = -131.70 (exp(x) 2^64 = 2^-126; a few below
  * are denormal), so 2^(n + 64) is one power of two (normal down to n = -190),
  * made in one operation from t: the rounding constant carries the exponent
  * bias, n + 64 + 127 (0 to 191 here) sits in the low bits of t, and one shift
@@ -122,7 +122,7 @@ static inline VD ISUF(vexpd_core)(VD x) {
  * from one shift of t, whose rounding constant carries the bias 1023 + 64
  * (n + 1087 from 0 to 1087 here; 0, an exact 0 term, at n = -1087, that is
  * x <= -753.1, the caller's clamp at -753.5 and -inf included).  The terms
- * are normal numbers down to x = -752.4 (and denormal below): no two-step
+ * are normal numbers down to x = -752.76 (and denormal below): no two-step
  * scaling as in vexpd_core. */
 static inline VD ISUF(vexpd_sum)(VD x) {
     /* 1.5 * 2^52 + 1087: t = 1.5 * 2^52 + (n + 1087), n = round(x log2(e)) */

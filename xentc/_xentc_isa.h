@@ -1,5 +1,6 @@
 /* One ISA's instantiation of exp and the row kernels, for float and double.
- * Included by _xentc_rows.c with ISA (a name), VBYTES (vector bytes) and
+ * Included by _xentc_rows.c, _xentc_rows_avx2.c and _xentc_rows_avx512.c with
+ * ISA (a name), VBYTES (vector bytes) and
  * ISA_KIND (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined, inside that ISA's
  * target region. */
 

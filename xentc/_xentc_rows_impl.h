@@ -11,7 +11,7 @@
  *              that are only summed (may be cheaper), valid on [ZSUM, 0]
  *   ZLOW       below it exp rounds to 0 (-104 float, -746 double)
  *   ZSUM       where exp_neg_sum clamps, its term 0 there (-132.5 float,
- *              ZLOW double)
+ *              -753.5 double)
  *   TINF       +inf of type T
  *   ISA_KIND   for _xentc_prims.h
  *
@@ -222,7 +222,7 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
     VT z = v - vbm;
     VT e = SUF(exp_neg_sum)(z);
     SUF(add_nontie)(&a->s, &a->c, v, vbm, e);
-    if (mode == 5 || (mode && !guard))   /* mode 5: no zero weight in the block, no NaN */
+    if (mode == 5 || (mode && !guard))   /* mode 5: no zero weight in the block */
         a->yz += w * z;
     else if (mode)   /* 0 * log 0 = 0: z taken as 0 where y == 0 (an FMA as above, */
         a->yz += w * SUF(sel)(w != zero, z, zero);   /* so both round alike) */
@@ -337,7 +337,7 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     b->rest = SUF(hsum)(a.s) * SUMSCALE_INV;   /* VEXPSUM's scale out */
     b->sy = mode ? SUF(hsum)(a.sy) : 0;
     b->yz = mode ? SUF(hsum)(a.yz) : 0;
-    if (b->yz != b->yz && !mk && !eo && mode != 5)   /* see stats_step's guard */
+    if (b->yz != b->yz && !mk && !eo)   /* see stats_step's guard */
         b->yz = SUF(block_yz)(x, L, j0, n, vbm, mode == 4 ? 3 : mode);
     b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
     b->ymax = mode ? SUF(hmax)(a.ymax) : 0;
