@@ -67,7 +67,7 @@ def test_float32_exp_denormal_results_and_edges():
 def test_float32_sum_exp_within_2ulp_on_nonpositive_inputs_down_to_minus_132():
     # the cheaper exp the row kernels use for the terms of a row's sum
     # (x - max <= 0, clamped at -132.5), which returns exp(x) * 2**64 so that
-    # every term is normal: every 61st float32 in [-132, -0], in chunks
+    # the terms are normal down to -131.7: every 61st float32 in [-132, -0], in chunks
     lo = np.array(-132.0, dtype=np.float32).view(np.uint32).item()
     neg0 = np.array(-0.0, dtype=np.float32).view(np.uint32).item()
     worst = 0.0

@@ -194,7 +194,7 @@ def test_nan_logit_makes_only_its_row_nan(dtype, nan_at):
 @pytest.mark.parametrize("case", ["in a later block", "last element", "block of -inf", "block with +inf",
                                   "whole block", "before the max"])
 def test_nan_in_rows_of_many_blocks(dtype, case):
-    # rows of 3000 classes span several blocks of every SIMD path (256 to 1024
+    # rows of 3001 classes span several blocks of every SIMD path (128 to 1024
     # elements); the max pass leaves NaNs out and the block's sum finds them,
     # so a NaN must make its whole row NaN wherever it sits, gradients of all
     # lengths included, in place too, and leave the other rows bit for bit
@@ -321,8 +321,9 @@ def test_minus_inf_logits_with_label_0_add_nothing_in_long_rows(dtype, where):
     # the loss-only pass sums y (x - max) with one FMA per vector, which is NaN
     # at a -inf logit with label 0 (0 * -inf); such a block is summed again with
     # the guard (0 log 0 = 0).  The loss must be the reference's, finite, in
-    # every block position, with or without the gradient, and for weighted
-    # class-index targets with label smoothing off (y = the weights' one-hot)
+    # every block position, with or without the gradient, and so must
+    # cross_entropy's with class weights 0 at the -inf classes and label
+    # smoothing 0.1
     n = 3001   # a partial last vector on every path
     rng = np.random.default_rng(9)
     x = rng.normal(size=(2, n)).astype(dtype)

@@ -1,8 +1,9 @@
 /* Vectorisable exp for float and double, of our own (no libmvec: it is not
  * in macOS/Windows/musl wheels, and -ffast-math would break inf/NaN).
  *
- * Included once per ISA with VF/VIF (float vector, int32 vector of the same
- * width), VD/VID (double vector, int64 vector) and SUF(name) defined.
+ * Included once per ISA with VF/VIF/VUF (float vector, int32 and uint32
+ * vectors of the same width), VD/VID/VUD (double vector, int64 and uint64
+ * vectors) and ISUF(name) defined.
  *
  * exp(x) = 2^n * exp(r): n = round(x / ln 2) by the 1.5 * 2^(mantissa bits)
  * trick, r = x - n ln 2 with ln 2 split in a high part (exact products n *
