@@ -222,7 +222,7 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
     VT z = v - vbm;
     VT e = SUF(exp_neg_sum)(z);
     SUF(add_nontie)(&a->s, &a->c, v, vbm, e);
-    if (mode == 5 || (mode && !guard))   /* mode 5: no zero weight in the block */
+    if (mode && !guard)
         a->yz += w * z;
     else if (mode)   /* 0 * log 0 = 0: z taken as 0 where y == 0 (an FMA as above, */
         a->yz += w * SUF(sel)(w != zero, z, zero);   /* so both round alike) */
@@ -267,9 +267,9 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
         if (eo) SUF(store)(eo + j, e);
         j += NL;
     }
-    if (j < n) {   /* the pads are -inf with weight 0: mode 5 needs the guard here */
+    if (j < n) {   /* the pads are -inf with weight 0: the guard */
         VT e = SUF(stats_step)(a, SUF(load_part)(x + j, n - j, -TINF), SUF(lab_load)(L, j0 + j, n - j, mode),
-                               vbm, mode == 5 ? 4 : mode, 1);
+                               vbm, mode, 1);
         if (eo) SUF(store_part)(eo + j, e, n - j);
     }
 }
@@ -327,10 +327,7 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     case 1: SUF(stats_loop)(&a, x, L, j0, n, vbm, 1, NULL, 0); break;
     case 2: SUF(stats_loop)(&a, x, L, j0, n, vbm, 2, NULL, 0); break;
     case 3: SUF(stats_loop)(&a, x, L, j0, n, vbm, 3, NULL, 0); break;
-    default:   /* mode 5: mode 4 for a block without zero weights */
-        if (L->wblk[4 * (j0 / BLOCK) + 3] == 0) SUF(stats_loop)(&a, x, L, j0, n, vbm, 5, NULL, 0);
-        else SUF(stats_loop)(&a, x, L, j0, n, vbm, 4, NULL, 0);
-        break;
+    default: SUF(stats_loop)(&a, x, L, j0, n, vbm, 4, NULL, 0); break;
     }
     b->m = bm;
     b->c = SUF(hcount)(a.c);
@@ -338,46 +335,40 @@ static inline void SUF(block_stats)(const T *x, const SUF(lab) *L, ptrdiff_t j0,
     b->sy = mode ? SUF(hsum)(a.sy) : 0;
     b->yz = mode ? SUF(hsum)(a.yz) : 0;
     if (b->yz != b->yz && !mk && !eo)   /* see stats_step's guard */
-        b->yz = SUF(block_yz)(x, L, j0, n, vbm, mode == 4 ? 3 : mode);
+        b->yz = SUF(block_yz)(x, L, j0, n, vbm, mode);
     b->ymin = mode ? -SUF(hmax)(-a.ymin) : 0;
     b->ymax = mode ? SUF(hmax)(a.ymax) : 0;
     if (mode == 4) {
-        const double *wb = L->wblk + 4 * (j0 / BLOCK);
+        const double *wb = L->wblk + 3 * (j0 / BLOCK);
         b->sy = wb[0];
         b->ymin = (T)wb[1];
         b->ymax = (T)wb[2];
     }
 }
 
-/* per block of BLOCK classes: the sum, least and largest weight, and 1 if a
- * weight is 0 (mode 4) */
+/* per block of BLOCK classes: the sum, least and largest weight (mode 4) */
 static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
     VT zero = SUF(splat)(0);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
         VT vs = zero, vlo = zero, vhi = zero;   /* lo and hi include 0, as block_stats' */
-        VIT vz = (VIT){0};
-        int zero_w = 0;
         ptrdiff_t j = j0;
         for (; j + NL <= end; j += NL) {        /* summed as block_stats does */
             VT v = SUF(load)(w + j);
             vs += v;
             vlo = SUF(vmin)(v, vlo);              /* a NaN weight leaves lo and hi alone */
             vhi = SUF(vmax)(v, vhi);
-            vz |= v == zero;
         }
         if (j < end) {
             vs += SUF(load_part)(w + j, end - j, 0);
             for (ptrdiff_t k = j; k < end; k++) {   /* the tail, without the zero pads */
                 if (w[k] < vlo[0]) vlo[0] = w[k];
                 if (w[k] > vhi[0]) vhi[0] = w[k];
-                zero_w |= w[k] == 0;
             }
         }
-        wblk[4 * (j0 / BLOCK)] = SUF(hsum)(vs);
-        wblk[4 * (j0 / BLOCK) + 1] = -SUF(hmax)(-vlo);
-        wblk[4 * (j0 / BLOCK) + 2] = SUF(hmax)(vhi);
-        wblk[4 * (j0 / BLOCK) + 3] = zero_w || SUF(hcount)(vz) > 0;
+        wblk[3 * (j0 / BLOCK)] = SUF(hsum)(vs);
+        wblk[3 * (j0 / BLOCK) + 1] = -SUF(hmax)(-vlo);
+        wblk[3 * (j0 / BLOCK) + 2] = SUF(hmax)(vhi);
     }
 }
 
@@ -1255,7 +1246,7 @@ static void SUF(class_rows)(const T *x, const int64_t *labels, T *loss, T *g, pt
         return;
     }
     double *wblk = NULL;   /* the weights' block sums, once for all rows of the chunk */
-    if (eps > 0 && w && (wblk = (double *)malloc(sizeof(double) * 4 * (size_t)(n / BLOCK + 1))))
+    if (eps > 0 && w && (wblk = (double *)malloc(sizeof(double) * 3 * (size_t)(n / BLOCK + 1))))
         SUF(weight_blocks)(w, n, wblk);
     for (ptrdiff_t i = 0; i < nrows; i++) {
         if (labels[i] < 0) {
