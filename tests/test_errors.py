@@ -449,10 +449,13 @@ def test_invalid_labels_in_place_leave_logits_unchanged():
 
 @pytest.mark.parametrize("n_classes", [3, 32, 33, 3000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("grad", ["loss only", "grad_out", "in place"])
+@pytest.mark.parametrize("grad", ["loss only", "return_grad", "grad_out", "grad_out axis 0",
+                                  "in place"])
 def test_invalid_labels_write_nothing(n_classes, dtype, grad):
-    # rows of few classes and long rows take different kernels, and the loss-only
-    # call checks the labels in the same pass as the loss: nothing may reach out
+    # rows of few classes and long rows take different kernels; the loss-only call
+    # and a gradient into a buffer of our own (return_grad, or a grad_out the
+    # result is copied into) check the labels in the same pass as the loss:
+    # nothing may reach out or grad_out
     rng = np.random.default_rng(5)
     logits = rng.normal(size=(40, n_classes)).astype(dtype)
     logits[3, 0] = np.nan  # a NaN logit must not hide the bad labels of its row
@@ -463,17 +466,41 @@ def test_invalid_labels_write_nothing(n_classes, dtype, grad):
     before = logits.copy()
     out = sentinel(40, dtype)
     kwargs = {"out": out}
-    if grad == "grad_out":
+    if grad == "return_grad":
+        kwargs["return_grad"] = True
+    elif grad == "grad_out":
         kwargs["grad_out"] = grad_out = sentinel(logits.shape, dtype)
+    elif grad == "grad_out axis 0":  # classes along axis 0: the kernel writes a buffer of ours
+        labels, logits, before = (np.ascontiguousarray(a.T) for a in (labels, logits, before))
+        kwargs.update(axis=0, grad_out=(grad_out := sentinel(logits.shape, dtype)))
     elif grad == "in place":
         kwargs["grad_out"] = logits
     with pytest.raises(ValueError) as exc:
         dense(labels, logits, **kwargs)
-    assert re.search(r"labels\[3(, :)?\]", str(exc.value)) and "0.5" in str(exc.value), str(exc.value)
+    assert re.search(r"labels\[(:, )?3(, :)?\]", str(exc.value)) and "0.5" in str(exc.value), str(exc.value)
     assert_sentinel(out)
-    if grad == "grad_out":
+    if grad.startswith("grad_out"):
         assert_sentinel(grad_out)
     assert np.array_equal(logits, before, equal_nan=True)
+
+
+def test_labels_are_checked_before_the_pass_only_when_it_writes_grad_out(monkeypatch):
+    # a separate check reads the labels again (a third more memory traffic for
+    # long rows); a gradient of our own is checked in the kernel's pass
+    from xentc import _kernels
+    calls = []
+    check = _kernels.check_labels
+    monkeypatch.setattr(_kernels, "check_labels", lambda *a: calls.append(1) or check(*a))
+    logits = np.random.default_rng(1).normal(size=(6, 50))
+    labels = np.full((6, 50), 1 / 50)
+    loss, grad = dense(labels, logits, return_grad=True)
+    assert calls == []
+    grad_t = sentinel(logits.T.shape)  # classes along axis 0: a buffer of ours, then copied
+    loss_t, _ = dense(labels.T, logits.T, axis=0, grad_out=grad_t)
+    assert calls == []
+    assert np.array_equal(loss_t, loss) and np.array_equal(grad_t, grad.T)
+    dense(labels, logits, grad_out=np.empty_like(logits))
+    assert calls == [1]
 
 
 @pytest.mark.parametrize("n_classes,bad_col", [(5, 4), (100, 99), (3000, 2900)])

@@ -305,6 +305,12 @@ def _loss_output(out, lg, staged=False):
     return buf, finish
 
 
+def _rows_direct(out, lg):
+    """Whether _rows_output(out, lg) lets the kernel write into `out` itself."""
+    return (out is not None and out.dtype == lg.cdtype
+            and np.moveaxis(out, lg.axis, -1).flags.c_contiguous)
+
+
 def _rows_output(out, lg):
     """(kernel buffer of shape (n_rows, n_classes), finish) for a result shaped like the logits.
 
@@ -317,7 +323,7 @@ def _rows_output(out, lg):
     shape = lg.rows.shape
     if out is not None:
         moved = np.moveaxis(out, lg.axis, -1)
-        if out.dtype == lg.cdtype and moved.flags.c_contiguous:
+        if _rows_direct(out, lg):
             return moved.reshape(shape), lambda: out
     buf = lg.rows if lg.owned else np.empty(shape, lg.cdtype)
 
@@ -543,12 +549,13 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
                                                  ("out", out, False), ("where", where, False)])
     rtol = _label_rtol(lb.cdtype, lb.arr.dtype)
     invalid = np.zeros(lg.rows.shape[0], np.int8) if validate_labels else None
-    if validate_labels and return_grad:
-        # the gradient pass may overwrite logits or grad_out: check first
+    if validate_labels and _rows_direct(grad_out, lg):
+        # the gradient pass writes into grad_out (maybe the logits): check first
         _kernels.check_labels(lb.rows, rtol, invalid, n_threads)
         _raise_invalid_labels(lb, invalid, rtol)
         invalid = None
-    # loss only: the kernel checks the labels in its own pass (one read of them)
+    # otherwise the kernel checks the labels in its own pass (one read of them):
+    # the loss and a gradient of our own reach the caller only if they pass
     loss, finish_loss = _loss_output(out, lg, staged=invalid is not None)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
