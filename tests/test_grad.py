@@ -279,6 +279,45 @@ def test_gradients_of_rows_across_blocks_with_special_values(dtype, n):
                  what="cross_entropy grad")
 
 
+@pytest.mark.parametrize("dtype,far,tiny", [(F32, -60.0, 1e-30), (F64, -690.0, 1e-295)])
+def test_stored_terms_whose_factor_is_not_normal(dtype, far, tiny):
+    # The output pass multiplies each stored term exp(x - block max) 2^64 by one
+    # factor, or by two (the factor, then 2^-64) where the factor would not be a
+    # normal number: blocks far below the row's max, and dense labels of tiny sum
+    # (validate_labels=False).  Checked relative to each value (assert_close's
+    # absolute floor would hide float64 values near 1e-300), within a few
+    # roundings of x - max, to which exp is that sensitive (the reference too).
+    n = 3000
+    rng = np.random.default_rng(3)
+    x64 = rng.normal(size=(4, n))
+    x64[:, n // 2:] += far             # the blocks of the second half, far below the max
+    x64[3] = rng.normal(size=n) + far  # and a row that is all far
+    x = x64.astype(dtype)
+    x64 = x.astype(np.float64)
+    rtol = (8 + 4 * np.abs(x64 - x64.max(axis=1, keepdims=True))) * np.finfo(dtype).eps
+
+    def check(got, ref, scale, what):
+        err = np.abs(got.astype(np.float64) - ref)
+        assert (err <= rtol * scale).all(), (what, float(np.max(err / (rtol * scale))))
+
+    p_ref = reference.softmax(x64)
+    check(xentc.softmax(x), p_ref, p_ref, "softmax")
+    labels = np.array([0, n // 2 + 7, n - 1, 5])
+    _, grad = xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True)
+    _, ref_grad = reference.sparse_xent(labels, x64)
+    check(grad, ref_grad, np.abs(ref_grad) + np.eye(n)[labels], "sparse grad")
+
+    y = rng.random(x.shape)
+    y /= y.sum(axis=1, keepdims=True)
+    for scale in (1.0, tiny):
+        yt = (y * scale).astype(dtype)
+        y64 = yt.astype(np.float64)
+        _, grad = xentc.softmax_cross_entropy_with_logits(yt, x, return_grad=True,
+                                                          validate_labels=scale == 1.0)
+        _, ref_grad = reference.dense_xent(y64, x64)
+        check(grad, ref_grad, p_ref * y64.sum(axis=1, keepdims=True) + y64, f"dense grad, labels x {scale}")
+
+
 def _few_class_rows(n, n_rows, dtype, seed):
     """n_rows >= 40 rows of n <= 33 classes: normal rows, and +inf (once,
     twice), NaN, all NaN, all -inf, -inf but one, tied maxima, a constant row, a

@@ -479,6 +479,17 @@ static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) +
  * is -inf; 1 when bm = M = +inf) */
 static inline double SUF(stored_scale)(T bm, T m) { return bm == m ? 1.0 : exp((double)bm - (double)m); }
 
+/* The factor f the output passes multiply a stored term e by, f = k
+ * SUMSCALE_INV rounded to T (k in double): one multiply where f is normal,
+ * e f rounded once.  Where f would not be normal (k < 2^-62 in float, a
+ * block far below the row max), *two gets k in T and the caller multiplies
+ * e k by SUMSCALE_INV after (exact unless e k SUMSCALE_INV is denormal). */
+static inline T SUF(stored_factor)(double k, int *two) {
+    T f = (T)(k * SUMSCALE_INV);
+    *two = !(f >= (TBYTES == 4 ? 0x1p-126 : 0x1p-1022));
+    return *two ? (T)k : f;
+}
+
 /* logsumexp of a row from its statistics: NaN with a NaN, -inf for a row of
  * -inf, +inf when the max is +inf, else M + log1p(s) */
 static inline T SUF(lse_of)(const SUF(acc) *a, int defined) {
@@ -537,13 +548,36 @@ static inline void SUF(store_x)(T *p, ptrdiff_t j, ptrdiff_t r, VT v) {
 static void SUF(softmax_stored)(T *p, ptrdiff_t n, const T *bms, T m, double inv) {
     VT unscale = SUF(splat)((T)SUMSCALE_INV);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
-        VT f = SUF(splat)((T)(SUF(stored_scale)(bms[j0 / BLOCK], m) * inv));
+        int two;
+        VT f = SUF(splat)(SUF(stored_factor)(SUF(stored_scale)(bms[j0 / BLOCK], m) * inv, &two));
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
         for (ptrdiff_t j = j0; j < end; j += NL) {
             ptrdiff_t r = end - j;
             VT e = r >= NL ? SUF(load)(p + j) : SUF(load_part)(p + j, r, 0);
-            SUF(store_x)(p, j, r, e * f * unscale);
+            SUF(store_x)(p, j, r, two ? e * f * unscale : e * f);
         }
+    }
+}
+
+/* The dense gradient from the terms stored in g[j0:end] (dense_row): g_j =
+ * (e_j f - y_j) gscale, f = stored_factor (two: it was not normal, e_j f
+ * SUMSCALE_INV then); ties: the block's max is the row's, where e_j = 1 /
+ * SUMSCALE_INV the tie form ((sum(y) - y_j) - y_j s) / (1 + s). */
+typedef struct { T f, inv, s, sy, gscale; } SUF(dstored);
+
+static inline __attribute__((always_inline)) void SUF(dense_stored_out)(T *g, const SUF(lab) *L, ptrdiff_t j0,
+                                                                        ptrdiff_t end, int mode,
+                                                                        const SUF(dstored) *d, int two, int ties) {
+    VT vf = SUF(splat)(d->f), vinv = SUF(splat)(d->inv), vs = SUF(splat)(d->s), vsy = SUF(splat)(d->sy);
+    VT vg = SUF(splat)(d->gscale), unscale = SUF(splat)((T)SUMSCALE_INV), one = SUF(splat)((T)(1 / SUMSCALE_INV));
+    for (ptrdiff_t j = j0; j < end; j += NL) {
+        ptrdiff_t r = end - j;
+        VT e = r >= NL ? SUF(load)(g + j) : SUF(load_part)(g + j, r, 0);
+        VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
+        VT gv = two ? (e * vf) * unscale - w : e * vf - w;
+        if (ties) gv = SUF(sel)(e == one, ((vsy - w) - w * vs) * vinv, gv);
+        if (d->gscale != 1) gv *= vg;
+        SUF(store_x)(g, j, r, gv);
     }
 }
 
@@ -578,22 +612,20 @@ static T SUF(dense_row)(const T *x, const SUF(lab) *L, T *g, ptrdiff_t n, T gsca
          * sum(y) = e SUMSCALE_INV exp(bm - M) sum(y) / (1 + s); the ties of M
          * are where bm = M and e = 1 / SUMSCALE_INV (also x = +inf ties of a
          * +inf row, see block_stats_inf) */
-        T inv = (T)(1.0 / (1.0 + s));
-        VT vinv = SUF(splat)(inv), vs = SUF(splat)((T)s), vsy = SUF(splat)((T)a.sy), vg = SUF(splat)(gscale);
-        VT unscale = SUF(splat)((T)SUMSCALE_INV), one = SUF(splat)((T)(1 / SUMSCALE_INV));
+        SUF(dstored) d = {.inv = (T)(1.0 / (1.0 + s)), .s = (T)s, .sy = (T)a.sy, .gscale = gscale};
         for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
             T bm = bms[j0 / BLOCK];
-            VT vpk = SUF(splat)((T)(SUF(stored_scale)(bm, a.m) * a.sy / (1.0 + s)));
+            int two;
+            d.f = SUF(stored_factor)(SUF(stored_scale)(bm, a.m) * a.sy / (1.0 + s), &two);
             ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
-            for (ptrdiff_t j = j0; j < end; j += NL) {
-                ptrdiff_t r = end - j;
-                VT e = r >= NL ? SUF(load)(g + j) : SUF(load_part)(g + j, r, 0);
-                VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
-                VT gv = (e * unscale) * vpk - w;
-                if (bm == a.m) gv = SUF(sel)(e == one, ((vsy - w) - w * vs) * vinv, gv);
-                if (gscale != 1) gv *= vg;
-                SUF(store_x)(g, j, r, gv);
-            }
+            /* one loop per case (GCC would not take all the tests out of one);
+             * a factor that is not normal is rare: one loop with the tests */
+            int ties = bm == a.m;
+            if (two) SUF(dense_stored_out)(g, L, j0, end, mode, &d, 1, ties);
+            else if (mode == 1 && ties) SUF(dense_stored_out)(g, L, j0, end, 1, &d, 0, 1);
+            else if (mode == 1) SUF(dense_stored_out)(g, L, j0, end, 1, &d, 0, 0);
+            else if (ties) SUF(dense_stored_out)(g, L, j0, end, 2, &d, 0, 1);
+            else SUF(dense_stored_out)(g, L, j0, end, 2, &d, 0, 0);
         }
     } else if (g) {
         T inv = (T)(1.0 / (1.0 + s)), ts = (T)s, tsy = (T)a.sy;
