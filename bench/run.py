@@ -8,10 +8,11 @@ What it does, in order:
 
 1. Measures the memory bandwidth, in a fresh process, with xentc-independent means:
    NumPy reductions (a read-only pass: ``np.maximum.reduce`` over int64, int32 and
-   float32 views) and ``np.copyto`` (read + write) of a large array, split over 1, 2, ...
-   Python threads (NumPy releases the GIL).  The *read limit* is the best median read
-   rate over the kernels and thread counts measured, the *copy limit* the best median
-   copy rate (read + write bytes).
+   float32 views, ``np.bitwise_or.reduce`` over uint64, ``np.add.reduce`` over float64)
+   and ``np.copyto`` (read + write) of a large array, split over 1, 2, ... Python
+   threads (NumPy releases the GIL); again after the timings (step 2).  The *read limit*
+   is the best median read rate over the kernels, thread counts and both measurements,
+   the *copy limit* the best median copy rate (read + write bytes).
 2. For each thread count (``--threads``) and each implementation (xentc; each peer), a
    FRESH worker process, with the thread setting made before the library is imported
    (OMP/MKL/OpenBLAS_NUM_THREADS, torch.set_num_threads, TensorFlow intra/inter-op threads,
@@ -211,6 +212,8 @@ def measure_bandwidth(thread_counts, size_mb, repeats):
         "read: maximum.reduce int64": (1, lambda s: np.maximum.reduce(src[s].view(np.int64))),
         "read: maximum.reduce int32": (1, lambda s: np.maximum.reduce(src[s].view(np.int32))),
         "read: maximum.reduce float32": (1, lambda s: np.maximum.reduce(src[s].view(np.float32))),
+        "read: bitwise_or.reduce uint64": (1, lambda s: np.bitwise_or.reduce(src[s].view(np.uint64))),
+        "read: add.reduce float64": (1, lambda s: np.add.reduce(src[s])),
         "copy: np.copyto": (2, lambda s: np.copyto(dst[s], src[s])),
     }
     out = {"bytes": src.nbytes, "repeats": repeats, "threads": {}}
@@ -1112,29 +1115,31 @@ def run_parent(args):
     workers = []
     with tempfile.TemporaryDirectory(prefix="xentc-bench-") as tmp:
         bw_threads = sorted(set(settings["threads"]) | {cpus or 1})
-        progress(f"measuring memory bandwidth ({settings['bandwidth_mb']} MB, threads "
-                 f"{','.join(map(str, bw_threads))}) ...")
-        bw = run_subprocess(dict(settings, mode="bandwidth", threads=max(bw_threads), pin=False,
-                                 bandwidth_threads=bw_threads), args, tmp)
-        bandwidth = bw.get("bandwidth")
-        if bw["returncode"] != 0 or not bandwidth:
-            failures.append(f"the bandwidth worker failed (exit code {bw['returncode']})")
-            limit = None
-        else:
-            limit = {"read": max(v["read_gbs"] for v in bandwidth["threads"].values()),
-                     "copy": max(v["copy_gbs"] for v in bandwidth["threads"].values())}
-            out(f"Memory bandwidth ({bandwidth['bytes'] / 2**20:.0f} MiB array, NumPy in k Python "
-                f"threads, median of {bandwidth['repeats']} passes, GB/s):")
-            names = list(next(iter(bandwidth["threads"].values()))["kernels"])
-            out(f"{'threads':>8}" + "".join(f"{n:>30}" for n in names))
-            for k, v in bandwidth["threads"].items():
-                out(f"{k:>8}" + "".join(f"{v['kernels'][n]['median_gbs']:>30.1f}" for n in names))
-            out(f"limits used below (best median over thread counts): read {limit['read']:.1f} GB/s "
-                f"for the loss tasks (they only read), copy {limit['copy']:.1f} GB/s (read + write "
-                f"bytes) for the loss+grad tasks (they read and write)")
-            if bandwidth.get("others_cores") is not None:
-                out(f"(other processes used {bandwidth['others_cores']:.2f} cores on average meanwhile)")
+
+        def bandwidth_pass(when):
+            """One bandwidth worker; its table; the result (None if it failed)."""
+            progress(f"measuring memory bandwidth {when} ({settings['bandwidth_mb']} MB, threads "
+                     f"{','.join(map(str, bw_threads))}) ...")
+            bw = run_subprocess(dict(settings, mode="bandwidth", threads=max(bw_threads), pin=False,
+                                     bandwidth_threads=bw_threads), args, tmp)
+            found = bw.get("bandwidth")
+            if bw["returncode"] != 0 or not found:
+                failures.append(f"the bandwidth worker {when} failed (exit code {bw['returncode']})")
+                return None
+            out(f"Memory bandwidth {when} ({found['bytes'] / 2**20:.0f} MiB array, NumPy in k Python "
+                f"threads, median of {found['repeats']} passes, GB/s):")
+            names = list(next(iter(found["threads"].values()))["kernels"])
+            out(f"{'threads':>8}" + "".join(f"{n.split(': ')[-1]:>25}" for n in names))
+            for k, v in found["threads"].items():
+                out(f"{k:>8}" + "".join(f"{v['kernels'][n]['median_gbs']:>25.1f}" for n in names))
+            if found.get("others_cores") is not None:
+                out(f"(other processes used {found['others_cores']:.2f} cores on average meanwhile)")
             out()
+            return dict(found, when=when)
+
+        # measured before and after the timings: the machine's speed drifts during a run, and
+        # a limit measured at a slow moment would flatter every ratio to it
+        bandwidth = [b for b in [bandwidth_pass("at the start")] if b]
         if settings["isolate"]:
             groups = [("xentc", True, [])] + [(p, False, [p]) for p in settings["peers"]]
             if settings["peers"]:
@@ -1170,7 +1175,16 @@ def run_parent(args):
                     if worker.get("fatal") or worker.get("skipped"):
                         break  # xentc or the peer does not import: no point in the other chunks
             workers.append(merge_workers(threads, parts))
+        bandwidth += [b for b in [bandwidth_pass("at the end")] if b]
 
+    limit = None
+    if bandwidth:
+        limit = {key: max(v[f"{key}_gbs"] for b in bandwidth for v in b["threads"].values())
+                 for key in ("read", "copy")}
+        out(f"limits used below (best median over thread counts and both measurements): read "
+            f"{limit['read']:.1f} GB/s for the loss tasks (they only read), copy {limit['copy']:.1f} "
+            f"GB/s (read + write bytes) for the loss+grad tasks (they read and write)")
+        out()
     impl_names = []
     for worker in workers:
         for name in worker.get("impls", {}):
