@@ -1181,7 +1181,8 @@ def run_parent(args):
     if bandwidth:
         limit = {key: max(v[f"{key}_gbs"] for b in bandwidth for v in b["threads"].values())
                  for key in ("read", "copy")}
-        out(f"limits used below (best median over thread counts and both measurements): read "
+        both = "both measurements" if len(bandwidth) > 1 else f"the one measured {bandwidth[0]['when']}"
+        out(f"limits used below (best median over thread counts and {both}): read "
             f"{limit['read']:.1f} GB/s for the loss tasks (they only read), copy {limit['copy']:.1f} "
             f"GB/s (read + write bytes) for the loss+grad tasks (they read and write)")
         out()

@@ -450,7 +450,7 @@ def test_invalid_labels_in_place_leave_logits_unchanged():
 @pytest.mark.parametrize("n_classes", [3, 32, 33, 3000])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("grad", ["loss only", "return_grad", "grad_out", "grad_out axis 0",
-                                  "in place"])
+                                  "in place", "in place axis 0"])
 def test_invalid_labels_write_nothing(n_classes, dtype, grad):
     # rows of few classes and long rows take different kernels; the loss-only call
     # and a gradient into a buffer of our own (return_grad, or a grad_out the
@@ -475,6 +475,9 @@ def test_invalid_labels_write_nothing(n_classes, dtype, grad):
         kwargs.update(axis=0, grad_out=(grad_out := sentinel(logits.shape, dtype)))
     elif grad == "in place":
         kwargs["grad_out"] = logits
+    elif grad == "in place axis 0":  # the kernel writes our copy of the logits, then copies back
+        labels, logits, before = (np.ascontiguousarray(a.T) for a in (labels, logits, before))
+        kwargs.update(axis=0, grad_out=logits)
     with pytest.raises(ValueError) as exc:
         dense(labels, logits, **kwargs)
     assert re.search(r"labels\[(:, )?3(, :)?\]", str(exc.value)) and "0.5" in str(exc.value), str(exc.value)

@@ -479,15 +479,18 @@ static inline double SUF(row_s)(const SUF(acc) *a) { return (double)(a->c - 1) +
  * is -inf; 1 when bm = M = +inf) */
 static inline double SUF(stored_scale)(T bm, T m) { return bm == m ? 1.0 : exp((double)bm - (double)m); }
 
-/* The factor f the output passes multiply a stored term e by, f = k
- * SUMSCALE_INV rounded to T (k in double): one multiply where f is normal,
- * e f rounded once.  Where f would not be normal (k < 2^-62 in float, a
- * block far below the row max), *two gets k in T and the caller multiplies
- * e k by SUMSCALE_INV after (exact unless e k SUMSCALE_INV is denormal). */
+/* The factor f the output passes multiply a stored term e by: f = k
+ * SUMSCALE_INV rounded to T (k in double), one multiply, e f rounded once;
+ * exact scaling of (T)k while |k| SUMSCALE_INV is a normal number, so the
+ * results are those of e (T)k SUMSCALE_INV.  Below that (|k| < 2^-62 in
+ * float, 2^-958 in double: a block far below the row max, or dense labels of
+ * tiny sum), *two is set, f is (T)k and the caller multiplies (e
+ * SUMSCALE_INV) f, rounded once while e SUMSCALE_INV is normal.  k = 0 (a
+ * block of -inf, labels summing to 0), +-inf and NaN keep one multiply, with
+ * the same result. */
 static inline T SUF(stored_factor)(double k, int *two) {
-    T f = (T)(k * SUMSCALE_INV);
-    *two = !(f >= (TBYTES == 4 ? 0x1p-126 : 0x1p-1022));
-    return *two ? (T)k : f;
+    *two = k != 0 && fabs(k) < (TBYTES == 4 ? 0x1p-62 : 0x1p-958);
+    return *two ? (T)k : (T)(k * SUMSCALE_INV);
 }
 
 /* logsumexp of a row from its statistics: NaN with a NaN, -inf for a row of
@@ -554,14 +557,14 @@ static void SUF(softmax_stored)(T *p, ptrdiff_t n, const T *bms, T m, double inv
         for (ptrdiff_t j = j0; j < end; j += NL) {
             ptrdiff_t r = end - j;
             VT e = r >= NL ? SUF(load)(p + j) : SUF(load_part)(p + j, r, 0);
-            SUF(store_x)(p, j, r, two ? e * f * unscale : e * f);
+            SUF(store_x)(p, j, r, two ? (e * unscale) * f : e * f);
         }
     }
 }
 
 /* The dense gradient from the terms stored in g[j0:end] (dense_row): g_j =
- * (e_j f - y_j) gscale, f = stored_factor (two: it was not normal, e_j f
- * SUMSCALE_INV then); ties: the block's max is the row's, where e_j = 1 /
+ * (e_j f - y_j) gscale, f = stored_factor (two: (e_j SUMSCALE_INV) f
+ * instead of e_j f); ties: the block's max is the row's, where e_j = 1 /
  * SUMSCALE_INV the tie form ((sum(y) - y_j) - y_j s) / (1 + s). */
 typedef struct { T f, inv, s, sy, gscale; } SUF(dstored);
 
@@ -574,7 +577,7 @@ static inline __attribute__((always_inline)) void SUF(dense_stored_out)(T *g, co
         ptrdiff_t r = end - j;
         VT e = r >= NL ? SUF(load)(g + j) : SUF(load_part)(g + j, r, 0);
         VT w = mode == 1 ? SUF(lab_load)(L, j, r, 1) : SUF(lab_load)(L, j, r, 2);
-        VT gv = two ? (e * vf) * unscale - w : e * vf - w;
+        VT gv = two ? (e * unscale) * vf - w : e * vf - w;
         if (ties) gv = SUF(sel)(e == one, ((vsy - w) - w * vs) * vinv, gv);
         if (d->gscale != 1) gv *= vg;
         SUF(store_x)(g, j, r, gv);
