@@ -911,17 +911,31 @@ static inline int SUF(transposable)(ptrdiff_t n) { return n >= 8 && n <= NL; }
 static inline int SUF(transposable)(ptrdiff_t n) { (void)n; return 0; }
 #endif
 
+/* A count of ties in lanes, 0 <= c < 2^23, as T (a power-of-two bias for
+ * int64: AVX2 has no conversion of it) */
+static inline VT SUF(count_to_T)(VIT c) {
+#if TBYTES == 4
+    return __builtin_convertvector(c, VT);
+#else
+    return (VT)(c | 0x4330000000000000LL) - (T)0x1p52;
+#endif
+}
+
 /* Statistics of rows [0, nr) (nr <= NL) of x with n <= SMALL_N columns. */
 /* y (or NULL): dense labels, column j into ycols[j]; wcol (or NULL): one
  * weight per column, the same for every row.  cols[j] receives column j of
  * x; with keep_e (transposable n only) it ends as exp(z_j) / SUMSCALE_INV
- * instead (1 / SUMSCALE_INV at ties of the max, 0 at and below ZSUM). */
+ * instead (1 / SUMSCALE_INV at ties of the max, 0 at and below ZSUM).
+ * The max pass skips NaNs (vmax keeps its second operand); a NaN's term is
+ * NaN (exp_neg_sum keeps it), so the sum of the terms off the ties is NaN
+ * exactly where a NaN was seen.  z = x - m is taken as 0 at ties only where
+ * it is used there (kept exps, labels, class weights): at a tie of m = +inf
+ * it is NaN, whose term the sum leaves out like every tie's. */
 static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, const T *y, const T *wcol,
                                                                   ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L,
                                                                   VT *cols, VT *ycols, int keep_e) {
     VIT rowoff = SUF(row_offsets)(n);
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
-    VIT bad = (VIT){0};
 #if ISA_KIND == 2 || (ISA_KIND == 3 && TBYTES == 4)
     int transposed = SUF(transposable)(n);
     if (transposed) {
@@ -935,17 +949,17 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
     for (ptrdiff_t j = 0; j < n; j++) {
         VT v = transposed ? cols[j] : (cols[j] = SUF(gather)(x + j, rowoff, nr, 0));
         m = SUF(vmax)(v, m);
-        bad |= v != v;
     }
-    VT rest = zero, sy = zero, yz = zero, cnt = zero, ymin = zero, swz = zero;
+    VT rest = zero, sy = zero, yz = zero, ymin = zero, swz = zero;
+    VIT ties = (VIT){0};                            /* minus the count of ties */
+    int zero_ties = y || wcol || keep_e;
     _Pragma("GCC unroll 16")
     for (ptrdiff_t j = 0; j < n; j++) {
         VT v = cols[j];
-        VIT tie = v == m;
-        VT z = SUF(sel)(tie, zero, v - m);          /* 0 at ties, also for m = +inf */
+        VT z = v - m;
+        if (zero_ties) z = SUF(sel)(v == m, zero, z);   /* 0 at ties, also for m = +inf */
         VT e = SUF(exp_neg_sum)(z);
-        rest += SUF(sel)(tie, zero, e);
-        cnt += SUF(sel)(tie, SUF(splat)(1), zero);
+        SUF(add_nontie)(&rest, &ties, v, m, e);
         if (keep_e) cols[j] = e;
         if (y) {
             VT w = transposed ? ycols[j] : (ycols[j] = SUF(gather)(y + j, rowoff, nr, 0));
@@ -959,11 +973,11 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
     L->ymin = ymin;
     L->swz = swz;
     L->m = m;
-    L->s = (cnt - 1) + rest * (T)SUMSCALE_INV;   /* VEXPSUM's scale out */
+    L->s = (SUF(count_to_T)(-ties) - 1) + rest * (T)SUMSCALE_INV;   /* VEXPSUM's scale out */
     L->sy = sy;
     L->yz = yz;
-    L->bad = bad;
-    L->undefined = bad | (m == SUF(splat)(-TINF));
+    L->bad = rest != rest;
+    L->undefined = L->bad | (m == SUF(splat)(-TINF));
 }
 
 /* A group's loss waits, with up to XT_BATCH - 1 others, for its log1p(s):
