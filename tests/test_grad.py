@@ -321,11 +321,13 @@ def test_stored_terms_whose_factor_is_not_normal(dtype, far, tiny):
 
 
 def _few_class_rows(n, n_rows, dtype, seed):
-    """n_rows >= 40 rows of n <= 33 classes: normal rows, and +inf (once,
+    """n_rows >= 42 rows of n <= 33 classes: normal rows, and +inf (once,
     twice), NaN, all NaN, all -inf, -inf but one, tied maxima, a constant row, a
-    row whose other terms are below exp's range, and one whose softmax is
-    denormal but at the max; those special rows (0-10) come again in the middle
-    and as the last rows (a partial group of SIMD lanes)."""
+    row whose other terms are below exp's range, one whose softmax is
+    denormal but at the max, +inf twice with a NaN, -inf but one NaN, and +inf
+    twice again (row 13, ignored in cross_entropy); those special rows (0-13)
+    come again in the middle and as the last rows (a partial group of SIMD
+    lanes)."""
     rng = np.random.default_rng(seed)
     rows = rng.normal(size=(n_rows, n)) * 3
     rows[0, n - 1] = np.inf
@@ -341,9 +343,14 @@ def _few_class_rows(n, n_rows, dtype, seed):
     rows[8] = rng.uniform(-104.0, -88.0, n)
     rows[8, n - 1] = 0.0
     rows[10] = np.nan
+    rows[11, [0, n - 1]] = np.inf     # ties of +inf (their x - max is NaN) and a NaN
+    rows[11, n // 2] = np.nan
+    rows[12] = -np.inf
+    rows[12, n // 3] = np.nan
+    rows[13] = rows[1]
     mid = n_rows // 2
-    rows[mid:mid + 11] = rows[:11]
-    rows[-11:] = rows[:11]
+    rows[mid:mid + 14] = rows[:14]
+    rows[-14:] = rows[:14]
     return rows.astype(dtype)
 
 
@@ -367,8 +374,8 @@ def test_gradients_of_few_class_rows(dtype, n):
     labels[[1, 5, 6, 7, 8]] = [n - 1, 0, n - 1, n // 2, n - 1]   # at the max
     labels[9] = (n // 2 + 1) % n
     mid = n_rows // 2
-    labels[mid:mid + 11] = labels[:11]
-    labels[-11:] = labels[:11]
+    labels[mid:mid + 14] = labels[:14]
+    labels[-14:] = labels[:14]
 
     def with_sentinel(shape):
         buf = np.full(n_rows * n + 40, 7.0, dtype=dtype)
@@ -416,25 +423,30 @@ def test_gradients_of_few_class_rows(dtype, n):
             with pytest.raises(ValueError, match=rf"labels\[{bad_row}, .*{message}"):
                 xentc.softmax_cross_entropy_with_logits(yb, x, return_grad=return_grad)
 
-    # class weights, label smoothing, ignored rows (one of NaN logits only: its
-    # loss and gradient are 0) and the weighted mean: the gradient of PyTorch's
-    # loss is the dense one of the targets w * ((1 - eps) onehot + eps / n), over
-    # the kept rows' sum of w[label]
+    # class weights, label smoothing, ignored rows (of NaN logits only, -inf
+    # and a NaN, +inf twice: their loss and gradient are 0) and the weighted
+    # mean: the gradient of PyTorch's loss is the dense one of the targets
+    # w * ((1 - eps) onehot + eps / n), over the kept rows' sum of w[label]
     w = rng.uniform(0.5, 2.0, n).astype(dtype)
     eps = 0.1
     ignored = labels.copy()
-    ignored[[10, 11, n_rows - 1]] = -100
+    ignored[[10, 12, 13, mid + 12, n_rows - 1, n_rows - 4]] = -100
     kept = ignored >= 0
-    per_row = xentc.cross_entropy(x, ignored, weight=w, label_smoothing=eps, reduction="none")
-    ref_rows = reference.cross_entropy(x64, ignored, weight=w.astype(np.float64), label_smoothing=eps,
-                                       reduction="none")
-    assert np.all(per_row[~kept] == 0)
     # a +inf logit takes all the probability: with smoothing every other class
     # costs +inf (the reference, like PyTorch, makes NaN of inf - inf)
     posinf = np.isposinf(x64).any(axis=1)
-    finite_other = posinf & ~np.isposinf(x64).all(axis=1)
-    assert np.all(per_row[finite_other & kept] == np.inf)
-    assert_close(per_row[~posinf], ref_rows[~posinf], dtype, what="cross_entropy rows")
+    finite_other = posinf & ~np.isposinf(x64).all(axis=1) & ~np.isnan(x64).any(axis=1)
+    for weight in (w, None):   # without weights the loss pass leaves z alone at the ties
+        per_row = xentc.cross_entropy(x, ignored, weight=weight, label_smoothing=eps, reduction="none")
+        ref_rows = reference.cross_entropy(x64, ignored, label_smoothing=eps, reduction="none",
+                                           weight=None if weight is None else weight.astype(np.float64))
+        assert np.all(per_row[~kept] == 0)
+        assert np.all(per_row[finite_other & kept] == np.inf)
+        assert np.all(np.isnan(per_row[np.isnan(x64).any(axis=1) & kept]))
+        assert_close(per_row[~posinf], ref_rows[~posinf], dtype, what="cross_entropy rows")
+        loss_g, _ = xentc.cross_entropy(x, ignored, weight=weight, label_smoothing=eps, reduction="none",
+                                        return_grad=True)
+        np.testing.assert_array_equal(per_row, loss_g)
     _, grad = xentc.cross_entropy(x, ignored, weight=w, label_smoothing=eps, return_grad=True)
     w64 = w.astype(np.float64)
     tw = np.zeros((n_rows, n))

@@ -392,7 +392,8 @@ def _sparse_labels(labels, lg):
     # NumPy's SIMD min and max (two reads of the labels, still faster than one
     # scalar pass: the 10-class rows spend a tenth of their time here) clear the
     # common case; the scalar pass finds the first bad label otherwise
-    if flat.size and (int(flat.min()) < 0 or int(flat.max()) >= lg.n_classes):
+    if flat.size and ((flat.dtype.kind == "i" and int(flat.min()) < 0)
+                      or int(flat.max()) >= lg.n_classes):
         bad = _kernels.first_label_out_of_range(flat, lg.n_classes)
     else:
         bad = -1

@@ -482,7 +482,9 @@ static inline double SUF(stored_scale)(T bm, T m) { return bm == m ? 1.0 : exp((
 /* The factor f the output passes multiply a stored term e by: f = k
  * SUMSCALE_INV rounded to T (k in double), one multiply, e f rounded once;
  * exact scaling of (T)k while |k| SUMSCALE_INV is a normal number, so the
- * results are those of e (T)k SUMSCALE_INV.  Below that (|k| < 2^-62 in
+ * results are those of e (T)k SUMSCALE_INV where (T)k does not overflow
+ * (dense labels summing past T's range, validate_labels=False: f stays
+ * finite there).  Below that (|k| < 2^-62 in
  * float, 2^-958 in double: a block far below the row max, or dense labels of
  * tiny sum), *two is set, f is (T)k and the caller multiplies (e
  * SUMSCALE_INV) f, rounded once while e SUMSCALE_INV is normal.  k = 0 (a
@@ -929,8 +931,9 @@ static inline VT SUF(count_to_T)(VIT c) {
  * The max pass skips NaNs (vmax keeps its second operand); a NaN's term is
  * NaN (exp_neg_sum keeps it), so the sum of the terms off the ties is NaN
  * exactly where a NaN was seen.  z = x - m is taken as 0 at ties only where
- * it is used there (kept exps, labels, class weights): at a tie of m = +inf
- * it is NaN, whose term the sum leaves out like every tie's. */
+ * it is used there (kept exps, labels, class weights): at the ties of an
+ * infinite m (+inf, or a row of -inf) it is NaN, whose term the sum leaves
+ * out like every tie's. */
 static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, const T *y, const T *wcol,
                                                                   ptrdiff_t nr, ptrdiff_t n, SUF(lanes) *L,
                                                                   VT *cols, VT *ycols, int keep_e) {
@@ -957,7 +960,7 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
     for (ptrdiff_t j = 0; j < n; j++) {
         VT v = cols[j];
         VT z = v - m;
-        if (zero_ties) z = SUF(sel)(v == m, zero, z);   /* 0 at ties, also for m = +inf */
+        if (zero_ties) z = SUF(sel)(v == m, zero, z);   /* 0 at ties, also for m = +-inf */
         VT e = SUF(exp_neg_sum)(z);
         SUF(add_nontie)(&rest, &ties, v, m, e);
         if (keep_e) cols[j] = e;
@@ -1011,10 +1014,9 @@ static inline __attribute__((always_inline)) void SUF(pend_flush)(SUF(pend) *B, 
 
 /* queue the group of rows from r0; its lse is the max + log1p(s) (+inf at a
  * +inf max, -inf for rows of -inf), NaN where a NaN was seen.  s is in
- * [0, n) except in a row with a NaN (NaN: exp_neg_sum keeps it; -1 in a row
- * of NaN only, where no element ties the max that vmax left at -inf); it is
- * taken as 0 there, so that a zero P still gives 0 (an ignored row) and Q or
- * QL carry the NaN. */
+ * [0, n) except in a row with a NaN, where it is NaN (the sum of the terms
+ * off the ties keeps it, see lane_stats); it is taken as 0 there, so that a
+ * zero P still gives 0 (an ignored row) and Q or QL carry the NaN. */
 static inline __attribute__((always_inline)) void SUF(pend_add)(SUF(pend) *B, ptrdiff_t r0, const SUF(lanes) *L,
                                                                  VT p, VT q, T *loss, T *lse, ptrdiff_t nrows) {
     if (B->k == 0) B->r0 = r0;
