@@ -484,9 +484,8 @@ static inline double SUF(stored_scale)(T bm, T m) { return bm == m ? 1.0 : exp((
  * exact scaling of (T)k while |k| SUMSCALE_INV is a normal number, so the
  * results are those of e (T)k SUMSCALE_INV where (T)k does not overflow
  * (dense labels summing past T's range, validate_labels=False: f stays
- * finite there).  Below that (|k| < 2^-62 in
- * float, 2^-958 in double: a block far below the row max, or dense labels of
- * tiny sum), *two is set, f is (T)k and the caller multiplies (e
+ * finite there).  Below that (|k| < 2^-62 in float, 2^-958 in double: a
+ * block far below the row max, or dense labels of tiny sum), *two is set, f is (T)k and the caller multiplies (e
  * SUMSCALE_INV) f, rounded once while e SUMSCALE_INV is normal.  k = 0 (a
  * block of -inf, labels summing to 0), +-inf and NaN keep one multiply, with
  * the same result. */
