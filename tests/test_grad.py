@@ -190,7 +190,7 @@ def test_in_place_is_only_done_when_asked():
 
 def _block_rows(n, dtype, seed):
     """Rows of n classes that exercise the block structure of the kernels (blocks of
-    256-1024 classes): +inf and NaN in a late block, ties of the max in different
+    256-2048 classes): +inf and NaN in a late block, ties of the max in different
     blocks, blocks of -inf before and after the max, all ties, a confident row whose
     other terms are below exp's range, a row of -inf but one, and a row whose softmax
     is denormal but at the max."""

@@ -353,3 +353,19 @@ static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
 }
 #undef XT_ANDNOT
 #endif
+
+/* fmadd: a b + c, one rounding where the ISA has FMA.  For sums that two
+ * passes must round alike (a block's y (x - max), see block_yz): GCC contracts
+ * a b + c into an FMA or not as it sees fit, and did differently in two loops
+ * of the same sum. */
+#if ISA_KIND == 3 && TBYTES == 4
+static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm512_fmadd_ps((__m512)a, (__m512)b, (__m512)c); }
+#elif ISA_KIND == 3
+static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm512_fmadd_pd((__m512d)a, (__m512d)b, (__m512d)c); }
+#elif ISA_KIND == 2 && TBYTES == 4
+static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
+#elif ISA_KIND == 2
+static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
+#else   /* SSE2 has no FMA to contract into; other targets may contract both loops alike or not */
+static inline VT SUF(fmadd)(VT a, VT b, VT c) { return a * b + c; }
+#endif
