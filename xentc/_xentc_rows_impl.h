@@ -922,8 +922,9 @@ static inline int SUF(transposable)(ptrdiff_t n) { return n >= 8 && n <= NL; }
 static inline int SUF(transposable)(ptrdiff_t n) { (void)n; return 0; }
 #endif
 
-/* A count of ties in lanes, 0 <= c < 2^23, as T (a power-of-two bias for
- * int64: AVX2 has no conversion of it) */
+/* A count of ties in lanes, or a label (class index), 0 <= c < 2^23, as T
+ * (a power-of-two bias for int64: AVX2 has no conversion of it, and GCC
+ * converts lane by lane through scalar registers) */
 static inline VT SUF(count_to_T)(VIT c) {
 #if TBYTES == 4
     return __builtin_convertvector(c, VT);
@@ -1166,11 +1167,14 @@ static inline __attribute__((always_inline)) void SUF(sparse_rows_small_n)(
 #endif
         {
             SUF(v64) l64 = {0};   /* the group's nr labels; the lanes past them read 0 */
-            __builtin_memcpy(&l64, labels + r0, (size_t)nr * 8);
+            if (nr == NL)   /* one vector load (a copy of variable length was a loop of */
+                __builtin_memcpy(&l64, labels + r0, sizeof l64);   /* 8-byte stores, then a */
+            else                                                   /* stalled wide load) */
+                __builtin_memcpy(&l64, labels + r0, (size_t)nr * 8);
             kept_i = __builtin_convertvector(l64 >= 0, VIT);
             li = __builtin_convertvector(l64, VIT) & kept_i;
         }
-        VT lab = __builtin_convertvector(li, VT), one = SUF(splat)(1);
+        VT lab = SUF(count_to_T)(li), one = SUF(splat)(1);   /* li in [0, n) */
         VT keep = SUF(sel)(kept_i, one, zero);
         VIT labpos = rowoff + li;
         VT wy = w ? SUF(gather)(w, li, NL, 0) : one;
