@@ -89,6 +89,11 @@ def test_sparse_shape_mismatch_names_both_shapes(labels_shape):
     (np.array([3, 2**31 - 1], dtype=np.int32), (2, 5), "labels[1] = 2147483647 is outside"),
     (np.array([0, 9, -1]), (3, 5), "labels[1] = 9 is outside"),  # the first bad one
     (np.array([7], dtype=">i8"), (1, 5), "labels[0] = 7 is outside the valid range [0, 5)"),
+    # narrow signed labels whose negative values, read as unsigned, are below C
+    (np.array([0, -1], dtype=np.int8), (2, 300), "labels[1] = -1 is outside the valid range [0, 300)"),
+    (np.array([-128], dtype=np.int8), (1, 129), "labels[0] = -128 is outside the valid range [0, 129)"),
+    (np.array([-128], dtype=np.int8), (1, 128), "labels[0] = -128 is outside the valid range [0, 128)"),
+    (np.array([5, -2], dtype=np.int16), (2, 40000), "labels[1] = -2 is outside the valid range [0, 40000)"),
 ])
 def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, expected):
     logits = np.zeros(shape)

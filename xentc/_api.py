@@ -389,10 +389,19 @@ def _sparse_labels(labels, lg):
         )
     _check_sparse_shape(lab, lg)
     flat = _c_aligned(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
-    # NumPy's SIMD min and max clear the common case (65536 int64 labels: 0.019
-    # ms, the scalar pass 0.042); the scalar pass finds the first bad label
-    if flat.size and ((flat.dtype.kind == "i" and int(flat.min()) < 0)
-                      or int(flat.max()) >= lg.n_classes):
+    # One NumPy (SIMD) max over the labels as unsigned integers, where a
+    # negative label is 2^(bits - 1) or more, clears the common case (65536
+    # int64 labels: 0.012 ms; min and max 0.019, the scalar pass 0.042); the
+    # scalar pass finds the first bad label.  Narrow signed labels with more
+    # classes than that (int8 labels, 300 classes) take min and max.
+    n = lg.n_classes
+    if not flat.size:
+        out_of_range = False
+    elif flat.dtype.kind == "i" and n > 1 << (8 * flat.itemsize - 1):
+        out_of_range = int(flat.min()) < 0 or int(flat.max()) >= n
+    else:
+        out_of_range = int(flat.view(np.dtype(f"u{flat.itemsize}")).max()) >= n
+    if out_of_range:
         bad = _kernels.first_label_out_of_range(flat, lg.n_classes)
     else:
         bad = -1
