@@ -183,6 +183,12 @@ def _c_aligned(a, dtype=None):
     return a if a.flags.aligned else a.copy()
 
 
+def _axis_last(a, axis):
+    """a with axis moved last: a itself when it is last already (np.moveaxis
+    checks its arguments and makes a view, a few microseconds per call)."""
+    return a if axis == a.ndim - 1 else np.moveaxis(a, axis, -1)
+
+
 def _normalize_axis(axis, ndim, name="logits"):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an integer, got {axis!r}")
@@ -214,7 +220,7 @@ class _Rows:
         if cdtype is not None:  # labels follow the logits' computation dtype
             self.cdtype = self.rdtype = cdtype
         self.axis = _normalize_axis(axis, self.arr.ndim, name)
-        moved = np.moveaxis(self.arr, self.axis, -1)
+        moved = _axis_last(self.arr, self.axis)
         self.n_classes = moved.shape[-1]
         self.batch_shape = moved.shape[:-1]
         self.moved_shape = moved.shape
@@ -298,8 +304,9 @@ def _loss_output(out, lg, staged=False):
             with np.errstate(over="ignore"):
                 out[...] = res
             return out
-        with np.errstate(over="ignore"):  # float16 results beyond its range are inf
-            res = res.astype(lg.rdtype, copy=False)
+        if lg.rdtype != lg.cdtype:
+            with np.errstate(over="ignore"):  # float16 results beyond its range are inf
+                res = res.astype(lg.rdtype)
         return res[()] if res.ndim == 0 else res
 
     return buf, finish
@@ -307,8 +314,16 @@ def _loss_output(out, lg, staged=False):
 
 def _rows_direct(out, lg):
     """Whether _rows_output(out, lg) lets the kernel write into `out` itself."""
-    return (out is not None and out.dtype == lg.cdtype
-            and np.moveaxis(out, lg.axis, -1).flags.c_contiguous)
+    return _rows_direct_view(out, lg) is not None
+
+
+def _rows_direct_view(out, lg):
+    """out with the class axis last, when the kernel may write into it (see _rows_direct),
+    else None."""
+    if out is None or out.dtype != lg.cdtype:
+        return None
+    moved = _axis_last(out, lg.axis)
+    return moved if moved.flags.c_contiguous else None
 
 
 def _rows_output(out, lg):
@@ -322,16 +337,18 @@ def _rows_output(out, lg):
     """
     shape = lg.rows.shape
     if out is not None:
-        moved = np.moveaxis(out, lg.axis, -1)
-        if _rows_direct(out, lg):
-            return moved.reshape(shape), lambda: out
+        direct = _rows_direct_view(out, lg)
+        if direct is not None:
+            return direct.reshape(shape), lambda: out
     buf = lg.rows if lg.owned else np.empty(shape, lg.cdtype)
 
     def finish():
         res = buf.reshape(lg.moved_shape)
+        if out is None and lg.rdtype == lg.cdtype and lg.axis == res.ndim - 1:
+            return res   # nothing to convert or move
         with np.errstate(over="ignore"):  # float16 results beyond its range are inf
             if out is not None:
-                np.copyto(moved, res, casting="same_kind")
+                np.copyto(_axis_last(out, lg.axis), res, casting="same_kind")
                 return out
             return np.moveaxis(res, -1, lg.axis).astype(lg.rdtype, copy=False)
 
