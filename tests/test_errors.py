@@ -90,10 +90,13 @@ def test_sparse_shape_mismatch_names_both_shapes(labels_shape):
     (np.array([0, 9, -1]), (3, 5), "labels[1] = 9 is outside"),  # the first bad one
     (np.array([7], dtype=">i8"), (1, 5), "labels[0] = 7 is outside the valid range [0, 5)"),
     # narrow signed labels whose negative values, read as unsigned, are below C
+    # (the check's max over the labels as unsigned would miss them), and the
+    # boundary C = 128 for int8, where -128 reads as 128, not below C
     (np.array([0, -1], dtype=np.int8), (2, 300), "labels[1] = -1 is outside the valid range [0, 300)"),
     (np.array([-128], dtype=np.int8), (1, 129), "labels[0] = -128 is outside the valid range [0, 129)"),
     (np.array([-128], dtype=np.int8), (1, 128), "labels[0] = -128 is outside the valid range [0, 128)"),
-    (np.array([5, -2], dtype=np.int16), (2, 40000), "labels[1] = -2 is outside the valid range [0, 40000)"),
+    (np.array([5, -30000], dtype=np.int16), (2, 40000),
+     "labels[1] = -30000 is outside the valid range [0, 40000)"),
 ])
 def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, expected):
     logits = np.zeros(shape)
@@ -102,6 +105,16 @@ def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, ex
         sparse(labels, logits, out=out, grad_out=grad_out)
     assert expected in str(exc.value)
     assert_sentinel(out, grad_out)
+
+
+@pytest.mark.parametrize("dtype,n", [(np.int8, 300), (np.int8, 128), (np.int16, 40000), (np.uint8, 256)])
+def test_narrow_labels_in_range_pass(dtype, n):
+    # the largest and smallest valid labels of narrow dtypes with many classes
+    labels = np.array([0, np.iinfo(dtype).max if np.iinfo(dtype).max < n else n - 1, 1], dtype=dtype)
+    logits = np.random.default_rng(3).normal(size=(3, n))
+    loss = sparse(labels, logits)
+    ref = np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(3), labels.astype(np.int64)]
+    np.testing.assert_allclose(loss, ref, rtol=1e-12)
 
 
 def test_sparse_label_out_of_range_for_one_row():

@@ -37,7 +37,7 @@ def logits_and_axis(draw, class_axis_last=False, specials=True, dtypes=LOGIT_DTY
     axis = -1 if class_axis_last else draw(st.integers(-ndim, ndim - 1))
     # class counts: a few (rows are processed several at a time, one per SIMD
     # lane, up to 32 classes), more than one vector, and long rows of several
-    # blocks (the row kernels work in blocks of 64 vectors)
+    # blocks (the row kernels work in blocks of 128 vectors)
     n_classes = draw(st.one_of(st.integers(1, 6), st.integers(7, 40), st.integers(41, 3000)))
     shape[axis] = n_classes
     if ndim > 1 and n_classes <= 40 and draw(st.booleans()):

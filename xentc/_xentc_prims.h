@@ -1,7 +1,8 @@
 /* Per-ISA vector primitives that vector extensions express poorly: max, min,
  * partial (tail) loads and stores, horizontal reductions (hcount: the true
- * lanes of a comparison mask summed within one block, a few hundred at most, so
- * its `long` is wide enough even where long has 32 bits).  Included by
+ * lanes of a comparison mask summed within one block, at most a block's 128
+ * vectors times the lanes, so its `long` is wide enough even where long has 32
+ * bits).  Included by
  * _xentc_rows_impl.h with T, VT, VIT, NL, TBYTES, SUF and ISA_KIND
  * (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined. */
 
@@ -366,6 +367,23 @@ static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm512_fmadd_pd((__m5
 static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
 #elif ISA_KIND == 2
 static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
-#else   /* SSE2 has no FMA to contract into; other targets may contract both loops alike or not */
-static inline VT SUF(fmadd)(VT a, VT b, VT c) { return a * b + c; }
+#else
+/* SSE2 and the generic path: an FMA per lane where the target has one (GCC
+ * and Clang define __FP_FAST_FMA(F) then, e.g. on arm64 or with -mfma in the
+ * flags, and could contract a b + c in one loop and not in another), else
+ * a b + c, which has no FMA to become */
+static inline VT SUF(fmadd)(VT a, VT b, VT c) {
+#if (TBYTES == 4 && defined(__FP_FAST_FMAF)) || (TBYTES == 8 && defined(__FP_FAST_FMA))
+    VT r;
+    for (int i = 0; i < NL; i++)
+#if TBYTES == 4
+        r[i] = __builtin_fmaf(a[i], b[i], c[i]);
+#else
+        r[i] = __builtin_fma(a[i], b[i], c[i]);
+#endif
+    return r;
+#else
+    return a * b + c;
+#endif
+}
 #endif

@@ -48,8 +48,8 @@
  * sum y z), so that each vector lane of either sums at most 64 terms in T
  * before the block total is taken to double.  Blocks of
  * 128 vectors rather than 64: C harness, one core, AVX2, float32 sparse loss
- * (min of 7 interleaved runs), 0.425 -> 0.397 ns/logit for 4 x 8192 in
- * cache, 0.454 -> 0.423 for 2048 x 2000 out of cache; dense loss 0.556 -> 0.514 (the
+ * (min of 7 interleaved runs), 0.425 -> 0.398 ns/logit for 4 x 8192 in
+ * cache, 0.447 -> 0.428 for 2048 x 2000 out of cache; dense loss 0.556 -> 0.514 (the
  * per-block work: the horizontal sums, the merge's exp, the constants set up
  * again). */
 #undef BLOCK
@@ -156,7 +156,7 @@ static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, int64
         e0 += a == vxl;
     }
     if (SUF(hcount)(bad)) *nan = 1;
-    /* a block has at most 128 NL elements: at most 256 per lane of c0 or c1 */
+    /* a block has at most 128 NL elements: at most 64 per lane of c0 or c1, 128 of e0 */
     *gt += SUF(hcount)(c0) + SUF(hcount)(c1);
     *eq += SUF(hcount)(e0);
     return SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
@@ -183,7 +183,8 @@ static inline __attribute__((always_inline)) VT SUF(lab_load)(const SUF(lab) *L,
     VT y = SUF(splat)(0), w = y;
     if (mode == 1 || mode == 2) y = r >= NL ? SUF(load)(L->y + j) : SUF(load_part)(L->y + j, r, 0);
     if (mode >= 2) w = r >= NL ? SUF(load)(L->w + j) : SUF(load_part)(L->w + j, r, 0);
-    return mode == 1 ? y : mode == 2 ? w * (y * L->a + L->b) : w;
+    /* y a + b as one FMA where there is one, the same in every loop (fmadd) */
+    return mode == 1 ? y : mode == 2 ? w * SUF(fmadd)(y, SUF(splat)(L->a), SUF(splat)(L->b)) : w;
 }
 
 static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
@@ -361,22 +362,22 @@ static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
     VT zero = SUF(splat)(0);
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
-        VT vs = zero, vlo = zero, vhi = zero;   /* lo and hi include 0, as block_stats' */
+        VT vs[2] = {zero, zero}, vlo = zero, vhi = zero;   /* lo and hi include 0, as block_stats' */
         ptrdiff_t j = j0;
-        for (; j + NL <= end; j += NL) {        /* summed as block_stats does */
+        for (; j + NL <= end; j += NL) {        /* summed as block_stats does: vector i into vs[i & 1] */
             VT v = SUF(load)(w + j);
-            vs += v;
+            vs[((j - j0) / NL) & 1] += v;
             vlo = SUF(vmin)(v, vlo);              /* a NaN weight leaves lo and hi alone */
             vhi = SUF(vmax)(v, vhi);
         }
         if (j < end) {
-            vs += SUF(load_part)(w + j, end - j, 0);
+            vs[((j - j0) / NL) & 1] += SUF(load_part)(w + j, end - j, 0);
             for (ptrdiff_t k = j; k < end; k++) {   /* the tail, without the zero pads */
                 if (w[k] < vlo[0]) vlo[0] = w[k];
                 if (w[k] > vhi[0]) vhi[0] = w[k];
             }
         }
-        wblk[3 * (j0 / BLOCK)] = SUF(hsum)(vs);
+        wblk[3 * (j0 / BLOCK)] = SUF(hsum)(vs[0] + vs[1]);
         wblk[3 * (j0 / BLOCK) + 1] = -SUF(hmax)(-vlo);
         wblk[3 * (j0 / BLOCK) + 2] = SUF(hmax)(vhi);
     }
@@ -519,20 +520,22 @@ static inline void SUF(fill)(T *out, ptrdiff_t n, T v) {
 /* exp(x_j - M) for a row whose max M is +inf: 1 at the +inf ties, else 0 */
 static inline T SUF(e_inf)(T xj) { return xj == TINF ? (T)1 : (T)0; }
 
-/* 1 unless every label is >= 0 (not NaN) and |sum - 1| <= rtol */
+/* 1 unless every label is >= 0 (not NaN) and |sum - 1| <= rtol; the sum
+ * taken as block_stats takes it (vector i of a block into sy[i & 1], blocks
+ * added in double), so that this check and the kernel pass's agree */
 static int SUF(labels_invalid)(const T *y, ptrdiff_t n, double rtol) {
-    VT zero = SUF(splat)(0), sy = zero, ymin = zero;
+    VT zero = SUF(splat)(0), sy[2], ymin = zero;
     double total = 0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
-        sy = zero;
+        sy[0] = sy[1] = zero;
         for (ptrdiff_t j = j0; j < end; j += NL) {
             ptrdiff_t r = end - j;
             VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
-            sy += w;
+            sy[((j - j0) / NL) & 1] += w;
             ymin = SUF(vmin)(w, ymin);
         }
-        total += SUF(hsum)(sy);
+        total += SUF(hsum)(sy[0] + sy[1]);
     }
     return !(-SUF(hmax)(-ymin) >= 0 && fabs(total - 1.0) <= rtol);
 }
