@@ -649,3 +649,27 @@ def test_num_threads_accepts_none_and_integers(num_threads):
     for name, call in call_each(x, num_threads=num_threads):
         call()
     assert np.array_equal(xentc.softmax(x, num_threads=num_threads), expected)
+
+
+def test_label_sum_checks_agree_at_the_tolerance():
+    # float32 label rows of 3001 classes whose sum sits within a few ulp of the
+    # 1e-3 tolerance: the check in the kernel's pass (a loss-only call) and the
+    # separate check run before a gradient goes straight into grad_out must add
+    # the labels in the same order and accept or reject the same rows
+    n = 3001
+    rng = np.random.default_rng(17)
+    logits = rng.normal(size=n).astype(np.float32)
+    verdicts = set()
+    for k in range(-40, 41):
+        y = rng.uniform(0.0, 1.0, n)
+        y = (y / y.sum() * (1 + 1e-3 + k * 5e-9)).astype(np.float32)
+        results = []
+        for kwargs in ({}, {"grad_out": np.empty_like(logits)}):
+            try:
+                dense(y, logits, **kwargs)
+                results.append(True)
+            except ValueError:
+                results.append(False)
+        assert results[0] == results[1], f"row {k}: the two checks disagree ({results})"
+        verdicts.add(results[0])
+    assert verdicts == {True, False}   # rows on both sides of the tolerance

@@ -368,10 +368,10 @@ static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_ps((__m2
 #elif ISA_KIND == 2
 static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
 #else
-/* SSE2 and the generic path: an FMA per lane where the target has one (GCC
- * and Clang define __FP_FAST_FMA(F) then, e.g. on arm64 or with -mfma in the
- * flags, and could contract a b + c in one loop and not in another), else
- * a b + c, which has no FMA to become */
+/* SSE2 and the generic path: an FMA per lane where the compiler says the
+ * target has a fast one (__FP_FAST_FMA(F): GCC on arm64 or with -mfma, Clang
+ * on arm64), else a b + c (Clang on x86 with -mfma may contract it, one
+ * expression at a time) */
 static inline VT SUF(fmadd)(VT a, VT b, VT c) {
 #if (TBYTES == 4 && defined(__FP_FAST_FMAF)) || (TBYTES == 8 && defined(__FP_FAST_FMA))
     VT r;
@@ -387,3 +387,17 @@ static inline VT SUF(fmadd)(VT a, VT b, VT c) {
 #endif
 }
 #endif
+
+/* a b + c for one element, as fmadd rounds it on this path (the scalar paths
+ * of the same sums: labels of rows whose max is infinite) */
+static inline T SUF(fma1)(T a, T b, T c) {
+#if ISA_KIND >= 2 || (TBYTES == 4 && defined(__FP_FAST_FMAF)) || (TBYTES == 8 && defined(__FP_FAST_FMA))
+#if TBYTES == 4
+    return __builtin_fmaf(a, b, c);
+#else
+    return __builtin_fma(a, b, c);
+#endif
+#else
+    return a * b + c;
+#endif
+}

@@ -156,7 +156,7 @@ static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, int64
         e0 += a == vxl;
     }
     if (SUF(hcount)(bad)) *nan = 1;
-    /* a block has at most 128 NL elements: at most 64 per lane of c0 or c1, 128 of e0 */
+    /* a block has at most 128 NL elements: at most 128 per lane of c0, c1 or e0 */
     *gt += SUF(hcount)(c0) + SUF(hcount)(c1);
     *eq += SUF(hcount)(e0);
     return SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
@@ -188,7 +188,7 @@ static inline __attribute__((always_inline)) VT SUF(lab_load)(const SUF(lab) *L,
 }
 
 static inline T SUF(lab_at)(const SUF(lab) *L, ptrdiff_t j, int mode) {
-    return mode == 1 ? L->y[j] : mode == 2 ? L->w[j] * (L->y[j] * L->a + L->b)
+    return mode == 1 ? L->y[j] : mode == 2 ? L->w[j] * SUF(fma1)(L->y[j], L->a, L->b)
          : mode >= 3 ? L->w[j] : (T)0;
 }
 
@@ -365,7 +365,7 @@ static void SUF(weight_blocks)(const T *w, ptrdiff_t n, double *wblk) {
         VT vs[2] = {zero, zero}, vlo = zero, vhi = zero;   /* lo and hi include 0, as block_stats' */
         ptrdiff_t j = j0;
         for (; j + NL <= end; j += NL) {        /* summed as block_stats does: vector i into vs[i & 1] */
-            VT v = SUF(load)(w + j);
+            VT v = SUF(load)(w + j);            /* (once per call, not per row: memory is fine) */
             vs[((j - j0) / NL) & 1] += v;
             vlo = SUF(vmin)(v, vlo);              /* a NaN weight leaves lo and hi alone */
             vhi = SUF(vmax)(v, vhi);
@@ -524,18 +524,29 @@ static inline T SUF(e_inf)(T xj) { return xj == TINF ? (T)1 : (T)0; }
  * taken as block_stats takes it (vector i of a block into sy[i & 1], blocks
  * added in double), so that this check and the kernel pass's agree */
 static int SUF(labels_invalid)(const T *y, ptrdiff_t n, double rtol) {
-    VT zero = SUF(splat)(0), sy[2], ymin = zero;
+    VT zero = SUF(splat)(0), ymin = zero;
     double total = 0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += BLOCK) {
-        ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
-        sy[0] = sy[1] = zero;
-        for (ptrdiff_t j = j0; j < end; j += NL) {
-            ptrdiff_t r = end - j;
-            VT w = r >= NL ? SUF(load)(y + j) : SUF(load_part)(y + j, r, 0);
-            sy[((j - j0) / NL) & 1] += w;
-            ymin = SUF(vmin)(w, ymin);
+        ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK, j = j0;
+        VT s0 = zero, s1 = zero;   /* in registers: pairs, then the last full vector, then the tail */
+        for (; j + 2 * NL <= end; j += 2 * NL) {
+            VT a = SUF(load)(y + j), b = SUF(load)(y + j + NL);
+            s0 += a;
+            s1 += b;
+            ymin = SUF(vmin)(SUF(vmin)(a, b), ymin);
         }
-        total += SUF(hsum)(sy[0] + sy[1]);
+        if (j + NL <= end) {   /* an even vector of the block */
+            VT a = SUF(load)(y + j);
+            s0 += a;
+            ymin = SUF(vmin)(a, ymin);
+            j += NL;
+        }
+        if (j < end) {
+            VT a = SUF(load_part)(y + j, end - j, 0);
+            if (((j - j0) / NL) & 1) s1 += a; else s0 += a;
+            ymin = SUF(vmin)(a, ymin);
+        }
+        total += SUF(hsum)(s0 + s1);
     }
     return !(-SUF(hmax)(-ymin) >= 0 && fabs(total - 1.0) <= rtol);
 }
