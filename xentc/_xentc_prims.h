@@ -2,9 +2,8 @@
  * partial (tail) loads and stores, horizontal reductions (hcount: the true
  * lanes of a comparison mask summed within one block, at most a block's 128
  * vectors times the lanes, so its `long` is wide enough even where long has 32
- * bits).  Included by
- * _xentc_rows_impl.h with T, VT, VIT, NL, TBYTES, SUF and ISA_KIND
- * (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined. */
+ * bits).  Included by _xentc_rows_impl.h with T, VT, VIT, NL, TBYTES, SUF and
+ * ISA_KIND (0 generic, 1 SSE2, 2 AVX2, 3 AVX-512) defined. */
 
 #if ISA_KIND == 3 && TBYTES == 4
 #define XT_MASK(n) ((__mmask16)((1u << (n)) - 1u))
@@ -355,6 +354,14 @@ static inline void SUF(add_nontie)(VT *s, VIT *c, VT v, VT vbm, VT e) {
 #undef XT_ANDNOT
 #endif
 
+/* whether the compiler has a fast FMA of T for the generic path */
+#undef XT_FAST_FMA
+#if (TBYTES == 4 && defined(__FP_FAST_FMAF)) || (TBYTES == 8 && defined(__FP_FAST_FMA))
+#define XT_FAST_FMA 1
+#else
+#define XT_FAST_FMA 0
+#endif
+
 /* fmadd: a b + c, one rounding where the ISA has FMA.  For sums that two
  * passes must round alike (a block's y (x - max), see block_yz): GCC contracts
  * a b + c into an FMA or not as it sees fit, and did differently in two loops
@@ -369,11 +376,11 @@ static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_ps((__m2
 static inline VT SUF(fmadd)(VT a, VT b, VT c) { return (VT)_mm256_fmadd_pd((__m256d)a, (__m256d)b, (__m256d)c); }
 #else
 /* SSE2 and the generic path: an FMA per lane where the compiler says the
- * target has a fast one (__FP_FAST_FMA(F): GCC on arm64 or with -mfma, Clang
- * on arm64), else a b + c (Clang on x86 with -mfma may contract it, one
+ * target has a fast one (XT_FAST_FMA: GCC on arm64 or with -mfma, Clang on
+ * arm64), else a b + c (Clang on x86 with -mfma may contract it, one
  * expression at a time) */
 static inline VT SUF(fmadd)(VT a, VT b, VT c) {
-#if (TBYTES == 4 && defined(__FP_FAST_FMAF)) || (TBYTES == 8 && defined(__FP_FAST_FMA))
+#if XT_FAST_FMA
     VT r;
     for (int i = 0; i < NL; i++)
 #if TBYTES == 4
@@ -391,7 +398,7 @@ static inline VT SUF(fmadd)(VT a, VT b, VT c) {
 /* a b + c for one element, as fmadd rounds it on this path (the scalar paths
  * of the same sums: labels of rows whose max is infinite) */
 static inline T SUF(fma1)(T a, T b, T c) {
-#if ISA_KIND >= 2 || (TBYTES == 4 && defined(__FP_FAST_FMAF)) || (TBYTES == 8 && defined(__FP_FAST_FMA))
+#if ISA_KIND >= 2 || XT_FAST_FMA
 #if TBYTES == 4
     return __builtin_fmaf(a, b, c);
 #else

@@ -44,14 +44,13 @@
 #include "_xentc_prims.h"
 
 /* Elements per block: 128 vectors, summed into two sets of accumulators (even
- * and odd vectors, see stats_loop: the terms, and with labels sum y and
- * sum y z), so that each vector lane of either sums at most 64 terms in T
- * before the block total is taken to double.  Blocks of
- * 128 vectors rather than 64: C harness, one core, AVX2, float32 sparse loss
- * (min of 7 interleaved runs), 0.425 -> 0.398 ns/logit for 4 x 8192 in
- * cache, 0.447 -> 0.428 for 2048 x 2000 out of cache; dense loss 0.556 -> 0.514 (the
- * per-block work: the horizontal sums, the merge's exp, the constants set up
- * again). */
+ * and odd vectors, see stats_loop: the terms, and with labels sum y and sum
+ * y z), so that each vector lane of either sums at most 64 terms in T before
+ * the block total is taken to double.  Blocks of 128 vectors rather than 64:
+ * C harness, one core, AVX2, float32 sparse loss (min of 7 interleaved runs),
+ * 0.425 -> 0.398 ns/logit for 4 x 8192 in cache, 0.447 -> 0.428 for 2048 x
+ * 2000 out of cache; dense loss 0.556 -> 0.514 (the per-block work: the
+ * horizontal sums, the merge's exp, the constants set up again). */
 #undef BLOCK
 #define BLOCK (128 * NL)
 
