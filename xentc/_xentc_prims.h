@@ -317,6 +317,23 @@ static inline VT SUF(permute)(VT v, VIT idx) {
 }
 #endif
 
+/* any: whether some lane of the comparison result m is set */
+#if ISA_KIND == 3 && TBYTES == 4
+static inline int SUF(any)(VIT m) { return _mm512_test_epi32_mask((__m512i)m, (__m512i)m) != 0; }
+#elif ISA_KIND == 3
+static inline int SUF(any)(VIT m) { return _mm512_test_epi64_mask((__m512i)m, (__m512i)m) != 0; }
+#elif ISA_KIND == 2
+static inline int SUF(any)(VIT m) { return !_mm256_testz_si256((__m256i)m, (__m256i)m); }
+#elif ISA_KIND == 1
+static inline int SUF(any)(VIT m) { return _mm_movemask_epi8((__m128i)m) != 0; }
+#else
+static inline int SUF(any)(VIT m) {
+    int r = 0;
+    for (int i = 0; i < NL; i++) r |= m[i] != 0;
+    return r;
+}
+#endif
+
 /* add_nontie: *s += e in the lanes where v != vbm (e is exp(v - vbm)), and
  * *c -= 1 (the lanes' count of ties, negated like a comparison) where
  * v == vbm.  AVX-512 does it with one compare into a mask register and two
