@@ -295,11 +295,13 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * that pair, the last odd vector and the tail leave the ties of bm out of the
  * sum and count them in c (at least one), the other pairs sum every term, a
  * tie's as exactly 1 (the same s = (c - 1) + rest; those pairs skip a compare
- * and two operations per vector: C harness, one core, float32, 16 x 8192 in
- * cache, sparse loss 0.404 -> 0.33 ns/logit, dense 0.494 -> 0.43 without any
- * tie test).  A tie summed as 1 costs accuracy only where the row's s is at
- * least 1 (two ties of the max), within twice the rounding of s itself.
- * jt < 0: every vector takes the tie test. */
+ * and two operations per vector: C harness, one core, AVX2, built at -O3,
+ * 16 x 8192 in cache, float32 sparse loss 0.40 -> 0.35 ns/logit, dense 0.49 ->
+ * 0.45, float64 sparse 1.16 -> 1.05; at -O2 no faster).  The pairs before and
+ * after jt run in loops of their own: one loop with a branch on j == jt was
+ * 5% slower than no change at -O2.  A tie summed as 1 costs accuracy only
+ * where the row's s is at least 1 (two ties of the max), within twice the
+ * rounding of s itself.  jt < 0: every vector takes the tie test. */
 static inline __attribute__((always_inline)) void SUF(stats_pair)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
                                                                   ptrdiff_t j0, ptrdiff_t j, VT vbm, int mode,
                                                                   T *eo, int guard, int tie) {
@@ -319,12 +321,17 @@ static inline __attribute__((always_inline)) void SUF(stats_pair)(SUF(vsums) *a,
 static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
                                                                   ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode,
                                                                   T *eo, int guard, ptrdiff_t jt) {
-    ptrdiff_t j = 0;
-    for (; j + 2 * NL <= n; j += 2 * NL) {   /* two vectors per prefetch: one per line for VBYTES 32 */
-        if (j == jt || jt < 0)
+    ptrdiff_t j = 0, npairs = n / (2 * NL) * (2 * NL);   /* two vectors per prefetch: one per line for VBYTES 32 */
+    if (jt < 0) {
+        for (; j < npairs; j += 2 * NL) SUF(stats_pair)(a, x, L, j0, j, vbm, mode, eo, guard, 1);
+    } else {
+        ptrdiff_t jend = jt < npairs ? jt : npairs;
+        for (; j < jend; j += 2 * NL) SUF(stats_pair)(a, x, L, j0, j, vbm, mode, eo, guard, 0);
+        if (j < npairs) {
             SUF(stats_pair)(a, x, L, j0, j, vbm, mode, eo, guard, 1);
-        else
-            SUF(stats_pair)(a, x, L, j0, j, vbm, mode, eo, guard, 0);
+            j += 2 * NL;
+        }
+        for (; j < npairs; j += 2 * NL) SUF(stats_pair)(a, x, L, j0, j, vbm, mode, eo, guard, 0);
     }
     if (j + NL <= n) {
         __builtin_prefetch(x + j + XT_PF_AHEAD);
@@ -341,22 +348,37 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
     }
 }
 
-/* the same over the classes the mask mk includes (the others: -inf, label 0) */
+/* the same over the classes the mask mk includes (the others: -inf, label 0);
+ * vector j / NL of the block (odd: j / NL odd) with label mode 0-2 */
+static inline __attribute__((always_inline)) void SUF(masked_step)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
+                                                                   ptrdiff_t j0, ptrdiff_t j, ptrdiff_t n, VT vbm,
+                                                                   const uint8_t *mk, int mode, int odd) {
+    VT zero = SUF(splat)(0);
+    ptrdiff_t r = n - j;
+    VIT k = SUF(mask_load)(mk + j, r);
+    VT v = SUF(sel)(k, r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF), SUF(splat)(-TINF));
+    VT w = mode ? SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, mode), zero) : zero;
+    SUF(stats_step)(a, v, w, vbm, mode, 1, odd, 1);
+}
+
+static inline __attribute__((always_inline)) void SUF(masked_loop)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
+                                                                   ptrdiff_t j0, ptrdiff_t n, VT vbm,
+                                                                   const uint8_t *mk, int mode) {
+    ptrdiff_t j = 0;
+    for (; j + 2 * NL <= n; j += 2 * NL) {   /* the even and the odd vector of a pair */
+        SUF(masked_step)(a, x, L, j0, j, n, vbm, mk, mode, 0);
+        SUF(masked_step)(a, x, L, j0, j + NL, n, vbm, mk, mode, 1);
+    }
+    if (j < n) SUF(masked_step)(a, x, L, j0, j, n, vbm, mk, mode, 0);
+    if (j + NL < n) SUF(masked_step)(a, x, L, j0, j + NL, n, vbm, mk, mode, 1);
+}
+
 static void SUF(stats_loop_masked)(SUF(vsums) *a, const T *x, const SUF(lab) *L, ptrdiff_t j0, ptrdiff_t n,
                                    VT vbm, const uint8_t *mk) {
-    int mode = SUF(lab_mode)(L);
-    VT ninf = SUF(splat)(-TINF), zero = SUF(splat)(0);
-    for (ptrdiff_t j = 0; j < n; j += NL) {
-        ptrdiff_t r = n - j;
-        VIT k = SUF(mask_load)(mk + j, r);
-        VT v = SUF(sel)(k, r >= NL ? SUF(load)(x + j) : SUF(load_part)(x + j, r, -TINF), ninf);
-        if (mode == 1)
-            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 1), zero), vbm, 1, 1, (j / NL) & 1, 1);
-        else if (mode)
-            SUF(stats_step)(a, v, SUF(sel)(k, SUF(lab_load)(L, j0 + j, r, 2), zero), vbm, 2, 1, (j / NL) & 1, 1);
-        else
-            SUF(stats_step)(a, v, zero, vbm, 0, 1, (j / NL) & 1, 1);
-    }
+    int mode = SUF(lab_mode)(L);   /* masks come with label modes 0-2 (no class weights alone) */
+    if (mode == 0) SUF(masked_loop)(a, x, L, j0, n, vbm, mk, 0);
+    else if (mode == 1) SUF(masked_loop)(a, x, L, j0, n, vbm, mk, 1);
+    else SUF(masked_loop)(a, x, L, j0, n, vbm, mk, 2);
 }
 
 /* sum over y != 0 of y (x - bm) in a block, guarded (stats_step's guard 0
@@ -1110,6 +1132,13 @@ static inline __attribute__((always_inline)) void SUF(pend_add)(SUF(pend) *B, pt
     if (++B->k == XT_BATCH) SUF(pend_flush)(B, loss, lse, nrows);
 }
 
+/* GCC 12 at -O3 warns that ycols[j] may be read uninitialised in the column
+ * loop below: lane_stats writes every ycols[j], j < n, whenever load_cols
+ * transposes (the only case that loop runs), which it cannot prove. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
         const T *x, const T *y, T *loss, T *g, ptrdiff_t nrows, ptrdiff_t n, T gscale, double rtol,
         int8_t *invalid, T *lse) {
@@ -1166,6 +1195,10 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
     }
     SUF(pend_flush)(&B, loss, lse, nrows);
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 /* The few-class row functions are compiled once more for each column count
  * from 8 (float; AVX2 double: 4) to 16 that load_cols transposes, with n a constant:
