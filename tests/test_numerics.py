@@ -123,46 +123,59 @@ def test_confident_rows_keep_their_tiny_loss_gradient_and_log_probability(dtype)
 
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_confident_long_rows_with_the_max_anywhere(dtype):
-    # The kernels cut a row into blocks (1024 float32 or 512 float64 elements
-    # on AVX2, fewer on the baseline path) and sum each block's terms in pairs
-    # of vectors; only the pair that holds the block's max (found by a scan
-    # after the max pass), the last odd vector and the tail leave the max's
-    # term out of the sum, the rest add ties as exactly 1.  A max anywhere:
-    # first and last element, every position around the vector, pair and
-    # block edges, the tail.  Confident rows (every other logit -30): the loss
-    # of the max's class is log1p(s) ~ 2.3e-10, which a max term counted in the
-    # sum (s + 1) or left out twice (s - 1) would ruin; other labels lose
-    # 30 + log1p(s).  A second row per position adds a tie in a later block.
-    # n = 2076: the last block's length (28) leaves, after the scan's steps of
-    # four vectors, one more pair on every path, then a vector and a tail.
-    n = 2076
-    pos = sorted({0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 255, 256, 511, 512, 513, 700,
-                  1023, 1024, 1025, 1535, 2047, *range(n - 30, n)})
+    # The kernels cut a row into blocks (256 to 2048 elements, multiples of 256,
+    # by path and dtype) and sum each block's terms in pairs of vectors; only
+    # the pair that holds the block's first max (found by a scan after the max
+    # pass), the last odd vector and the tail leave the max's terms out of the
+    # sum, the other pairs add a tie as exactly 1.  A max anywhere: first and
+    # last element, around vector, pair and block edges, every element of the
+    # last block.  n = 2111: the last block (63 elements from 2048) leaves,
+    # after the scan's steps of four vectors, a pair, an odd vector and a tail
+    # on every path (vectors of 2, 4, 8 or 16 elements).  Confident rows (every
+    # other logit -30): the loss of the max's class is log1p(s) ~ 1.9e-10,
+    # which a max term counted in the sum (s + 1) or left out twice (s - 1)
+    # would ruin; other labels lose 30 + log1p(s).  Two more rows per position
+    # tie the max: once 1100 classes on (another block, wrapping around), once
+    # in the same 256 classes (the same block on every path, before or after
+    # the max: either one is the first the scan finds, the other is summed).
+    n = 2111
+    pos = sorted({0, 1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 127, 128, 255, 256, 511, 512, 513,
+                  700, 1023, 1024, 1025, 1535, 2047, *range(2048, n)})
     rows = len(pos)
-    x = np.full((2 * rows, n), -30, dtype=dtype)
-    x[np.arange(rows), pos] = 0
-    x[rows + np.arange(rows), pos] = 0
-    twin = [(p + 1100) % n for p in pos]
-    x[rows + np.arange(rows), twin] = 0
-    lab_max = np.array(pos + pos)
-    lab_other = (lab_max + 1 + (lab_max + 1 == np.array(pos + twin))) % n
+    far = [(p + 1100) % n for p in pos]
+    near = []
+    for p in pos:
+        chunk = p - p % 256
+        width = min(256, n - chunk)
+        near.append(chunk + (p - chunk + 100) % width)
+    assert all(t != p for t, p in zip(near + far, pos + pos))
+    x = np.full((3 * rows, n), -30, dtype=dtype)
+    r = np.arange(rows)
+    x[r, pos] = x[rows + r, pos] = x[2 * rows + r, pos] = 0
+    x[rows + r, far] = 0
+    x[2 * rows + r, near] = 0
+    lab_max = np.array(pos * 3)
+    lab_other = (lab_max + 1) % n
     xd = x.astype(np.float64)
     rtol = 1e-6 if dtype == F32 else 1e-13
     # what the rows are: a tiny loss at the max's class, log(2) and more at a tie
     ref_max, _ = reference.sparse_xent(lab_max, xd)
-    assert (ref_max[:rows] < 3e-10).all() and (ref_max[rows:] > np.log(2)).all()
+    assert (ref_max[:rows] < 2e-10).all() and (ref_max[rows:] > np.log(2)).all()
+    all_rows = np.arange(3 * rows)
     for lab in (lab_max, lab_other):
         ref, ref_grad = reference.sparse_xent(lab, xd)
         loss, grad = xentc.sparse_softmax_cross_entropy_with_logits(lab, x, return_grad=True)
         np.testing.assert_allclose(loss, ref, rtol=rtol)
         np.testing.assert_array_equal(xentc.sparse_softmax_cross_entropy_with_logits(lab, x), loss)
-        np.testing.assert_allclose(grad[np.arange(2 * rows), lab], ref_grad[np.arange(2 * rows), lab],
-                                   rtol=rtol)
+        np.testing.assert_allclose(grad[all_rows, lab], ref_grad[all_rows, lab], rtol=rtol)
         y = np.zeros_like(x)
-        y[np.arange(2 * rows), lab] = 1
+        y[all_rows, lab] = 1
         np.testing.assert_allclose(xentc.softmax_cross_entropy_with_logits(y, x), ref, rtol=rtol)
-    lse = xentc.logsumexp(x)
-    np.testing.assert_allclose(lse, reference.logsumexp(xd), rtol=rtol, atol=0)
+    np.testing.assert_allclose(xentc.logsumexp(x), reference.logsumexp(xd), rtol=rtol, atol=0)
+    # scoring reads the rows through its own max pass (it also ranks the label)
+    got = xentc.score(x[:rows], lab_max[:rows], top_k=(1,))
+    np.testing.assert_allclose(got.loss_sum, ref_max[:rows].sum(), rtol=rtol)
+    assert got.accuracy == 1.0
 
 
 def test_ten_million_classes_in_float32_within_1e_minus_6_of_float64():

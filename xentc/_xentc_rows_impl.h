@@ -26,8 +26,9 @@
  * One read of the row computes M and s: the row is cut into blocks of BLOCK
  * elements (resident in L1 while they are used), each block gives its max bm,
  * a count c >= 1 of elements equal to bm whose terms it leaves out (those in
- * the pair of vectors where a scan finds bm first, see stats_loop) and the sum
- * of exp(x - bm) over the others (other ties add exactly 1 each); blocks are
+ * the pair of vectors where a scan finds bm first, in the block's last odd
+ * vector and in its tail, see stats_loop; masked rows: all of them) and the
+ * sum of exp(x - bm) over the others (other ties add exactly 1 each); blocks are
  * merged in double with exp(bm - M) weights.  The left-out max term is one of
  * the c ties of the largest block max, an exact integer subtraction.  Rows
  * longer than the L2 cache are therefore read once for the loss (and once
@@ -112,7 +113,8 @@ static T SUF(block_max_masked)(const T *x, ptrdiff_t n, int *nan, int *any, cons
  * NL) in block_stats' loop that holds an element equal to bm, the max of
  * x[0:n]: j; n when the first such element is past the pairs (the last odd
  * vector and the tail test every element for ties anyway); -1 when there is
- * none (cannot happen for a max taken from x; every vector then tests).
+ * none (only for a max not taken from x; every vector then tests).  Called
+ * for a finite bm only (an infinite one takes block_stats_inf).
  * Scans four vectors per step, stopping at the first hit: on average half
  * the block, a few operations per vector read, instead of the tie test on
  * every vector of the sum (see stats_loop). */
@@ -149,7 +151,7 @@ static inline T SUF(block_max)(const T *x, ptrdiff_t n, ptrdiff_t *jt) {
     for (; j + NL <= n; j += NL) m0 = SUF(vmax)(SUF(load)(x + j), m0);
     if (j < n) m0 = SUF(vmax)(SUF(load_part)(x + j, n - j, -TINF), m0);
     T bm = SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
-    *jt = SUF(tie_pair)(x, n, bm);
+    *jt = bm > -TINF && bm < TINF ? SUF(tie_pair)(x, n, bm) : -1;
     return bm;
 }
 
@@ -191,7 +193,7 @@ static inline T SUF(block_max_gt)(const T *x, ptrdiff_t n, int *nan, T xl, int64
     *gt += SUF(hcount)(c0) + SUF(hcount)(c1);
     *eq += SUF(hcount)(e0);
     T bm = SUF(hmax)(SUF(vmax)(SUF(vmax)(m0, m1), SUF(vmax)(m2, m3)));
-    *jt = SUF(tie_pair)(x, n, bm);
+    *jt = bm > -TINF && bm < TINF ? SUF(tie_pair)(x, n, bm) : -1;
     return bm;
 }
 
@@ -295,13 +297,15 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * that pair, the last odd vector and the tail leave the ties of bm out of the
  * sum and count them in c (at least one), the other pairs sum every term, a
  * tie's as exactly 1 (the same s = (c - 1) + rest; those pairs skip a compare
- * and two operations per vector: C harness, one core, AVX2, built at -O3,
+ * and two operations per vector, on AVX-512 a compare and a masked subtract:
+ * C harness, one core, AVX2, built at -O3,
  * 16 x 8192 in cache, float32 sparse loss 0.40 -> 0.35 ns/logit, dense 0.49 ->
  * 0.45, float64 sparse 1.16 -> 1.05; at -O2 no faster).  The pairs before and
  * after jt run in loops of their own: one loop with a branch on j == jt was
- * 5% slower than no change at -O2.  A tie summed as 1 costs accuracy only
- * where the row's s is at least 1 (two ties of the max), within twice the
- * rounding of s itself.  jt < 0: every vector takes the tie test. */
+ * 5% slower than no change at -O2.  A tie summed as 1 costs accuracy only in
+ * a block with two ties of its max: the rounding of its sum then stays within
+ * twice that of the block's own part of s (the row max's block: s >= 1).
+ * jt < 0: every vector takes the tie test. */
 static inline __attribute__((always_inline)) void SUF(stats_pair)(SUF(vsums) *a, const T *x, const SUF(lab) *L,
                                                                   ptrdiff_t j0, ptrdiff_t j, VT vbm, int mode,
                                                                   T *eo, int guard, int tie) {
