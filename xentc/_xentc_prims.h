@@ -19,25 +19,19 @@ static inline T SUF(hmax)(VT v) { return _mm512_reduce_max_ps((__m512)v); }
 static inline double SUF(hsum)(VT v) { return _mm512_reduce_add_ps((__m512)v); }
 static inline long SUF(hcount)(VIT v) { return -(long)_mm512_reduce_add_epi32((__m512i)v); }
 
-/* The n <= 16 columns of a group of nr <= 16 rows of n floats (row i at x + i n):
- * cols[j] lane i = x[i n + j], 0 in the lanes of rows past nr.  Masked row
- * loads (rows past nr read nothing) and a 16 x 16 transpose in registers, 64
- * shuffles in all: cheaper than n 16-lane gathers on CPUs whose gathers are
- * slow (AMD Zen 4 among them).  Inlined and unrolled, so that r and t stay in
- * registers (a call with the arrays on the stack was 36% of a 10-class loss). */
-static inline __attribute__((always_inline)) void SUF(load_cols)(const T *x, ptrdiff_t n, ptrdiff_t nr,
-                                                                  VT *cols) {
-    __m512 r[16], t[16];
-    __mmask16 row = XT_MASK(n);
-    _Pragma("GCC unroll 16")
-    for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(i < nr ? row : 0, x + i * n);
+/* 16 x 16 transpose of 16 row vectors of floats in registers (64 shuffles):
+ * r[k] lane i becomes r[i] lane k.  Inlined and unrolled, so that r and t
+ * stay in registers (a call with the arrays on the stack was 36% of a
+ * 10-class loss); outputs the caller drops are not computed. */
+static inline __attribute__((always_inline)) void SUF(transpose)(__m512 *r) {
+    __m512 t[16];
     _Pragma("GCC unroll 16")
     for (int i = 0; i < 8; i++) {          /* per 128-bit lane: a0 b0 a1 b1 / a2 b2 a3 b3 */
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
     _Pragma("GCC unroll 16")
-    for (int g = 0; g < 4; g++) {          /* r[4g + k], lane L: column k + 4L of rows 4g .. 4g + 3 */
+    for (int g = 0; g < 4; g++) {          /* r[4g + k], lane L: element k + 4L of rows 4g .. 4g + 3 */
         r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
         r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
         r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
@@ -52,11 +46,41 @@ static inline __attribute__((always_inline)) void SUF(load_cols)(const T *x, ptr
     }
     _Pragma("GCC unroll 16")
     for (int k = 0; k < 4; k++) {
-        if (k < n) cols[k] = (VT)_mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
-        if (k + 4 < n) cols[k + 4] = (VT)_mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0x88);
-        if (k + 8 < n) cols[k + 8] = (VT)_mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
-        if (k + 12 < n) cols[k + 12] = (VT)_mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0xDD);
+        r[k] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0x88);
+        r[k + 4] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[8 + k], 0xDD);
+        r[k + 12] = _mm512_shuffle_f32x4(t[4 + k], t[12 + k], 0xDD);
     }
+}
+
+/* The n <= 16 columns of a group of nr <= 16 rows of n floats (row i at x + i n):
+ * cols[j] lane i = x[i n + j], 0 in the lanes of rows past nr.  Masked row
+ * loads (rows past nr read nothing) and a transpose: cheaper than n 16-lane
+ * gathers on CPUs whose gathers are slow (AMD Zen 4 among them). */
+static inline __attribute__((always_inline)) void SUF(load_cols)(const T *x, ptrdiff_t n, ptrdiff_t nr,
+                                                                  VT *cols) {
+    __m512 r[16];
+    __mmask16 row = XT_MASK(n);
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++) r[i] = _mm512_maskz_loadu_ps(i < nr ? row : 0, x + i * n);
+    SUF(transpose)(r);
+    _Pragma("GCC unroll 16")
+    for (int k = 0; k < 16; k++)
+        if (k < n) cols[k] = (VT)r[k];
+}
+
+/* store_cols, the inverse: g[i n + j] = cols[j] lane i for the rows i < nr
+ * and columns j < n (masked stores: nothing else is written). */
+static inline __attribute__((always_inline)) void SUF(store_cols)(T *g, ptrdiff_t n, ptrdiff_t nr,
+                                                                   const VT *cols) {
+    __m512 r[16];
+    __mmask16 row = XT_MASK(n);
+    _Pragma("GCC unroll 16")
+    for (int k = 0; k < 16; k++) r[k] = k < n ? (__m512)cols[k] : _mm512_setzero_ps();
+    SUF(transpose)(r);
+    _Pragma("GCC unroll 16")
+    for (int i = 0; i < 16; i++)
+        if (i < nr) _mm512_mask_storeu_ps(g + i * n, row, r[i]);
 }
 #undef XT_MASK
 
@@ -73,6 +97,66 @@ static inline void SUF(store_part)(T *p, VT v, ptrdiff_t n) {
 static inline T SUF(hmax)(VT v) { return _mm512_reduce_max_pd((__m512d)v); }
 static inline double SUF(hsum)(VT v) { return _mm512_reduce_add_pd((__m512d)v); }
 static inline long SUF(hcount)(VIT v) { return -(long)_mm512_reduce_add_epi64((__m512i)v); }
+
+/* 8 x 8 transpose of 8 row vectors of doubles in registers (24 shuffles):
+ * r[k] lane i becomes r[i] lane k.  For load_cols and store_cols below. */
+static inline __attribute__((always_inline)) void SUF(transpose)(__m512d *r) {
+    __m512d t[8], u[8];
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < 4; i++) {      /* 128-bit lane L: elements 2L (lo) or 2L + 1 (hi) of two rows */
+        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    _Pragma("GCC unroll 2")
+    for (int g = 0; g < 2; g++) {      /* u[4g + k]: elements k and k + 4 of rows 4g .. 4g + 3 */
+        u[4 * g] = _mm512_shuffle_f64x2(t[4 * g], t[4 * g + 2], 0x88);
+        u[4 * g + 1] = _mm512_shuffle_f64x2(t[4 * g + 1], t[4 * g + 3], 0x88);
+        u[4 * g + 2] = _mm512_shuffle_f64x2(t[4 * g], t[4 * g + 2], 0xDD);
+        u[4 * g + 3] = _mm512_shuffle_f64x2(t[4 * g + 1], t[4 * g + 3], 0xDD);
+    }
+    _Pragma("GCC unroll 4")
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm512_shuffle_f64x2(u[k], u[4 + k], 0x88);
+        r[k + 4] = _mm512_shuffle_f64x2(u[k], u[4 + k], 0xDD);
+    }
+}
+
+/* The n (8 <= n <= 16) columns of a group of nr <= 8 rows of n doubles, as
+ * for floats above: per 8 columns, masked row loads (rows past nr and columns
+ * past n read nothing) and a transpose. */
+static inline __attribute__((always_inline)) void SUF(load_cols)(const T *x, ptrdiff_t n, ptrdiff_t nr,
+                                                                  VT *cols) {
+    _Pragma("GCC unroll 2")
+    for (ptrdiff_t c0 = 0; c0 < 16; c0 += 8) {
+        if (c0 >= n) break;
+        __m512d r[8];
+        __mmask8 row = n - c0 >= 8 ? (__mmask8)0xff : XT_MASK(n - c0);
+        _Pragma("GCC unroll 8")
+        for (int i = 0; i < 8; i++) r[i] = _mm512_maskz_loadu_pd(i < nr ? row : 0, x + i * n + c0);
+        SUF(transpose)(r);
+        _Pragma("GCC unroll 8")
+        for (int k = 0; k < 8; k++)
+            if (c0 + k < n) cols[c0 + k] = (VT)r[k];
+    }
+}
+
+/* store_cols, the inverse: g[i n + j] = cols[j] lane i for the rows i < nr
+ * and columns j < n (masked stores: nothing else is written). */
+static inline __attribute__((always_inline)) void SUF(store_cols)(T *g, ptrdiff_t n, ptrdiff_t nr,
+                                                                   const VT *cols) {
+    _Pragma("GCC unroll 2")
+    for (ptrdiff_t c0 = 0; c0 < 16; c0 += 8) {
+        if (c0 >= n) break;
+        __m512d r[8];
+        __mmask8 row = n - c0 >= 8 ? (__mmask8)0xff : XT_MASK(n - c0);
+        _Pragma("GCC unroll 8")
+        for (int k = 0; k < 8; k++) r[k] = c0 + k < n ? (__m512d)cols[c0 + k] : _mm512_setzero_pd();
+        SUF(transpose)(r);
+        _Pragma("GCC unroll 8")
+        for (int i = 0; i < 8; i++)
+            if (i < nr) _mm512_mask_storeu_pd(g + i * n + c0, row, r[i]);
+    }
+}
 #undef XT_MASK
 
 #elif ISA_KIND == 2 && TBYTES == 4

@@ -1004,18 +1004,18 @@ typedef struct {
     VIT bad, undefined;    /* NaN present; NaN present or every element -inf */
 } SUF(lanes);
 
-/* Rows of NL to SMALL_N classes are loaded by transposes in registers
- * (load_cols) instead of one gather per column; on AVX2 the gradient is built
- * column by column from the kept exps and stored by the inverse transpose
- * (store_cols).  AVX-512 transposes floats of 8 to 16 classes on load only
- * (its gradient pass reloads the rows and permutes the statistics). */
+/* Rows of NL to SMALL_N classes (AVX2) or 8 to 16 classes (AVX-512, float
+ * or double) are loaded by transposes in registers (load_cols) instead of one
+ * gather per column, and the gradient is built column by column from the
+ * kept exps and stored by the inverse transpose (store_cols).  Elsewhere the
+ * gradient pass reloads the rows and permutes the statistics. */
 #undef XT_COLS_OUT
 #if ISA_KIND == 2
 #define XT_COLS_OUT 1
 static inline int SUF(transposable)(ptrdiff_t n) { return n >= NL && n <= SMALL_N; }
-#elif ISA_KIND == 3 && TBYTES == 4
-#define XT_COLS_OUT 0
-static inline int SUF(transposable)(ptrdiff_t n) { return n >= 8 && n <= NL; }
+#elif ISA_KIND == 3
+#define XT_COLS_OUT 1
+static inline int SUF(transposable)(ptrdiff_t n) { return n >= 8 && n <= 16; }
 #else
 #define XT_COLS_OUT 0
 static inline int SUF(transposable)(ptrdiff_t n) { (void)n; return 0; }
@@ -1048,7 +1048,7 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
                                                                   VT *cols, VT *ycols, int keep_e) {
     VIT rowoff = SUF(row_offsets)(n);
     VT m = SUF(splat)(-TINF), zero = SUF(splat)(0);
-#if ISA_KIND == 2 || (ISA_KIND == 3 && TBYTES == 4)
+#if ISA_KIND == 2 || ISA_KIND == 3
     int transposed = SUF(transposable)(n);
     if (transposed) {
         SUF(load_cols)(x, n, nr, cols);
@@ -1205,11 +1205,11 @@ static inline __attribute__((always_inline)) void SUF(dense_rows_small_n)(
 #endif
 
 /* The few-class row functions are compiled once more for each column count
- * from 8 (float; AVX2 double: 4) to 16 that load_cols transposes, with n a constant:
+ * from 8 (AVX2 double: 4) to 16 that load_cols transposes, with n a constant:
  * the column loops unroll and the columns stay in registers (a third faster
  * at 10 classes than with n a variable, in a C harness on one core). */
 #undef XT_SMALL_N
-#if (ISA_KIND == 3 && TBYTES == 4) || (ISA_KIND == 2 && TBYTES == 4)
+#if ISA_KIND == 3 || (ISA_KIND == 2 && TBYTES == 4)
 #define XT_SMALL_N(CALL) \
     switch (n) { \
     case 8: CALL(8); return; case 9: CALL(9); return; case 10: CALL(10); return; \
