@@ -358,10 +358,11 @@ def _few_class_rows(n, n_rows, dtype, seed):
 # SIMD lane; with 4 to 32 classes (8 to 32 for float32) AVX2 loads them with
 # transposes and writes the gradient back with the inverse transpose, whose
 # stores run past a row's end into the next row, and are masked at the group's
-# last row (AVX-512: 8 to 16 classes, masked row loads and stores); the losses wait in batches of 8 groups for their log1p.  Every class
-# count, more than 8 groups of 16 lanes and a partial last group, special rows
-# in full and partial groups, in place, and nothing written past the gradient's
-# end (a sentinel after it).
+# last row (AVX-512: 8 to 16 classes, masked row loads and stores); the losses
+# wait in batches of 8 groups for their log1p.  Every class count, more than 8
+# groups of 16 lanes and a partial last group, special rows in full and partial
+# groups, in place, and nothing written past the gradient's end (a sentinel
+# after it).
 @pytest.mark.parametrize("dtype", [F32, F64])
 @pytest.mark.parametrize("n", list(range(2, 34)))
 def test_gradients_of_few_class_rows(dtype, n):

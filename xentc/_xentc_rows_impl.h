@@ -923,8 +923,9 @@ static T SUF(logsumexp_row)(const T *x, ptrdiff_t n, const uint8_t *mk) {
  * NL rows are processed at once, one per lane: column j of the group
  * (x[lane * n + j]) is gathered, or taken from row loads and a transpose in
  * registers (load_cols, see transposable below), so max, sums and log1p are
- * plain lane-wise vector operations.  On AVX2 the gradient is made column by
- * column and stored by the inverse transpose (store_cols); elsewhere the
+ * plain lane-wise vector operations.  On AVX2 and AVX-512 (transposable n)
+ * the gradient is made column by column and stored by the inverse transpose
+ * (store_cols); elsewhere the
  * group's nr * n elements are walked in vectors and each element finds its
  * row's statistics by a lane permute.  Every row goes through the same lane
  * operations whatever its position, so results do not depend on how rows
