@@ -283,13 +283,18 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
     return e;
 }
 
-/* How far ahead stats_loop prefetches: 6 KiB (C harness, one core, float32,
- * 16384 x 1000 out of cache, with blocks of 64 AVX2 vectors (2 KiB): 2 KiB
- * ahead 0.60-0.62 ns/logit sparse loss, 4 KiB 0.56, 6 KiB 0.54-0.55, 12 KiB
- * 0.57; loss+grad 0.85-0.89 against 0.79 for 4-6 KiB; dense loss unchanged.
- * With blocks of 128 vectors: 8 KiB the same as 6, 12 KiB 1-2% slower) */
+/* How far ahead stats_loop prefetches: 1.5 blocks, at least 6 KiB (6 KiB on
+ * AVX2 and baseline, 12 KiB on AVX-512, whose blocks are 8 KiB).  AVX2, C
+ * harness, one Zen 3 core, float32, 16384 x 1000 out of cache, blocks of 64
+ * vectors (2 KiB): 2 KiB ahead 0.60-0.62 ns/logit sparse loss, 4 KiB 0.56, 6
+ * KiB 0.54-0.55, 12 KiB 0.57; loss+grad 0.85-0.89 against 0.79 for 4-6 KiB;
+ * dense loss unchanged; with blocks of 128 vectors 8 KiB the same as 6, 12
+ * KiB 1-2% slower.  AVX-512, Python timing, two threads of a 2-vCPU Xeon,
+ * float32 sparse loss 8192 x 32000 (five builds interleaved, three rounds):
+ * 6 KiB 0.28-0.30 ns/logit, 12 KiB 0.24-0.25, 16 KiB 0.24-0.26, 24 and 32
+ * KiB 0.26-0.31 (6 KiB ahead stops inside the next block of 8 KiB). */
 #undef XT_PF_AHEAD
-#define XT_PF_AHEAD (6144 / TBYTES)
+#define XT_PF_AHEAD ((192 * VBYTES > 6144 ? 192 * VBYTES : 6144) / TBYTES)
 
 /* eo (or NULL): where the terms go (stats_step), eo[j] for x[j]; may be x.
  * guard: see stats_step (the tail, whose pads are -inf, always has it).
