@@ -1233,7 +1233,7 @@ def run_parent(args):
     if res.drift:
         d = sorted(res.drift)
         out(f"xentc was timed before and after the peers in {len(d)} cells and the slower median "
-            f"is used; the second over the first: median {d[len(d) // 2]:.2f}, range "
+            f"is used; the second over the first: median {statistics.median(d):.2f}, range "
             f"{d[0]:.2f} - {d[-1]:.2f} (the machine's drift during the run).")
         out()
 
