@@ -291,8 +291,9 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * dense loss unchanged; with blocks of 128 vectors 8 KiB the same as 6, 12
  * KiB 1-2% slower.  AVX-512, Python timing, two threads of a 2-vCPU Xeon,
  * float32 sparse loss 8192 x 32000 (five builds interleaved, three rounds):
- * 6 KiB 0.28-0.30 ns/logit, 12 KiB 0.24-0.25, 16 KiB 0.24-0.26, 24 and 32
- * KiB 0.26-0.31 (6 KiB ahead stops inside the next block of 8 KiB). */
+ * 6 KiB 0.29-0.34 ns/logit, 12 KiB 0.24-0.25, 16 KiB 0.24-0.26, 24 KiB
+ * 0.26-0.38, 32 KiB 0.26-0.31 (6 KiB ahead stops inside the next block of
+ * 8 KiB). */
 #undef XT_PF_AHEAD
 #define XT_PF_AHEAD ((192 * VBYTES > 6144 ? 192 * VBYTES : 6144) / TBYTES)
 
