@@ -297,19 +297,22 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
 #undef XT_PF_AHEAD
 #define XT_PF_AHEAD ((192 * VBYTES > 6144 ? 192 * VBYTES : 6144) / TBYTES)
 
-/* On AVX-512, the loss-only loops (no eo) over whole blocks also prefetch into
- * L2 (locality hint 2: PREFETCHT1) 32 KiB ahead.  A prefetch into L1 holds one
- * of the core's few L1 miss buffers until its line arrives, which caps what one
- * core has in flight; the far L2 prefetch keeps more lines coming.  C harness,
- * the 2-vCPU Xeon, float32 sparse loss 8192 x 32000 (1 GB), old and new builds
- * interleaved, four rounds, min ns/logit: two threads 0.173-0.211 -> 0.164-0.188
- * (a plain vector max over the array: 0.138-0.164), one thread 0.347-0.407 ->
- * 0.314-0.361; dense loss unchanged (0.317-0.336 -> 0.270-0.337).  Through
- * Python (16-row chunks, the machine noisier) less: two threads, six rounds,
- * min per call 0.212-0.306 -> 0.203-0.288, faster in 5 of 6.  In a sweep
- * (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.  Left
- * out where it did not pay: loss+grad loops (0.39-0.40 -> 0.41-0.42 ns/logit),
- * rows shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
+/* On AVX-512, the statistics loops that keep no terms (no eo: the losses, and
+ * the first pass of outputs that take the exp again, as for rows longer than
+ * STORE_N or with class weights; those not timed apart) also prefetch into L2
+ * (locality hint 2: PREFETCHT1) 32 KiB ahead, over whole blocks.  A prefetch
+ * into L1 holds one of the core's few L1 miss buffers until its line arrives,
+ * which caps what one core has in flight; the far L2 prefetch keeps more lines
+ * coming.  C harness, the 2-vCPU Xeon, float32 sparse loss 8192 x 32000 (1 GB),
+ * old and new builds interleaved, four rounds, min ns/logit: two threads
+ * 0.173-0.211 -> 0.164-0.188 (a plain vector max over the array: 0.138-0.164),
+ * one thread 0.347-0.407 -> 0.314-0.361; dense loss within the noise
+ * (0.317-0.336 -> 0.270-0.337).  Through Python (16-row chunks, the machine
+ * noisier) less: two threads, six rounds, min per call 0.212-0.306 ->
+ * 0.203-0.288, faster in 5 of 6.  In a sweep (2048 x 32000) 24, 48, 64 and 96
+ * KiB ahead did about as well as 32.  Left out where it did not pay: loops
+ * that keep their terms (eo: loss+grad, 0.39-0.40 -> 0.41-0.42 ns/logit), rows
+ * shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
  * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine). */
 #undef XT_PF_FAR
 #define XT_PF_FAR (32768 / TBYTES)
