@@ -308,9 +308,9 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * 0.173-0.211 -> 0.164-0.188 (a plain vector max over the array: 0.138-0.164),
  * one thread 0.347-0.407 -> 0.314-0.361; dense loss within the noise
  * (0.317-0.336 -> 0.270-0.337).  Through Python (16-row chunks, the machine
- * noisier) less: two threads, six rounds, min per call 0.212-0.306 ->
- * 0.203-0.288, faster in 5 of 6.  In a sweep (2048 x 32000) 24, 48, 64 and 96
- * KiB ahead did about as well as 32.  Left out where it did not pay: loops
+ * noisier) less: two threads, six rounds, min per call faster in 5 by 1-8%
+ * (0.212-0.306 -> 0.203-0.288), the sixth an outlier (0.215 -> 0.415).  In a
+ * sweep (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.  Left out where it did not pay: loops
  * that keep their terms (eo: loss+grad, 0.39-0.40 -> 0.41-0.42 ns/logit), rows
  * shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
  * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine). */
