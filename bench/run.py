@@ -21,7 +21,8 @@ What it does, in order:
    - checks the result (loss and gradient) against a float64 NumPy reference on the
      same inputs; a peer that disagrees is reported and not timed;
    - warm-up, then the median of ``--repeats`` timed calls (fewer when one call takes
-     long: at least 3 and about ``--budget`` seconds per cell), with the process CPU
+     long: at least 3 and about ``--budget`` seconds per cell; more when calls are short:
+     up to 1000 and about ``--min-time`` seconds per cell), with the process CPU
      time / wall time, which shows whether a thread limit took effect;
    - for xentc, the peak of NumPy allocations (tracemalloc) during one call;
    - how many cores OTHER processes kept busy (/proc/stat); a cell timed while they used
@@ -161,6 +162,10 @@ def build_parser():
     parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
                         help="about how long the timed calls of one cell may take; sets how far "
                              "the repeats drop for slow calls (default 10; --quick 0.5)")
+    parser.add_argument("--min-time", type=float, default=None, metavar="SECONDS",
+                        help="short calls are repeated (up to 1000 times) until the timed calls "
+                             "of a cell take about this long, and warmed up for a fifth of it "
+                             "(default 0.5; --quick 0.05; 0: exactly --repeats calls)")
     parser.add_argument("--bandwidth-mb", type=int, default=None, metavar="MB",
                         help="size of the bandwidth-test array, well above the last-level cache "
                              "(default 1024; --quick 256)")
@@ -325,22 +330,33 @@ class LoadMonitor:
         return waited
 
 
-def time_calls(prep, repeats, budget, min_repeats=3):
-    """Warm-up (a second call unless the first, checked one was slow), then timed calls.
+def time_calls(prep, repeats, budget, min_time=0.0, min_repeats=3, max_repeats=1000):
+    """Warm-up calls, then timed calls.
 
     Returns the wall times and the process CPU times (all threads) of the timed calls.
-    The repeats drop from `repeats` towards `min_repeats` when repeats x one call would
-    exceed `budget` seconds.  Results are freed outside the timed region; GC is off.
+    The warm-up is one call, or more while they add up to less than min_time / 5.  The
+    repeats drop from `repeats` towards `min_repeats` when repeats x one call would exceed
+    `budget` seconds, and rise (up to `max_repeats`) until they add up to about `min_time`
+    seconds when the calls are short: a median of 7 calls of a few ms can be one scheduler
+    slice (4 ms) lost to another process in most of them.  Results are freed outside the
+    timed region; GC is off.
     """
     reset = prep.reset or (lambda: None)
-    reset()
-    start = time.perf_counter()
-    result = prep.call()
-    one = time.perf_counter() - start
-    del result
+    warm = 0.0
+    while True:
+        reset()
+        start = time.perf_counter()
+        result = prep.call()
+        one = time.perf_counter() - start
+        del result
+        warm += one
+        if warm >= min_time / 5:
+            break
     n = repeats
     if one * repeats > budget:
         n = max(min(min_repeats, repeats), int(budget // max(one, 1e-9)))
+    elif one * repeats < min_time:
+        n = min(max_repeats, int(min_time // max(one, 1e-9)))
     walls, cpus = [], []
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -405,7 +421,7 @@ def bench_cell(impl, task, labels, logits, ref_loss, cfg, is_xentc):
             repeats = min(repeats, max(3, cfg["repeats"] // 2))
         monitor = cfg["monitor"]
         monitor.mark()
-        walls, cpus = time_calls(prep, repeats, cfg["budget"])
+        walls, cpus = time_calls(prep, repeats, cfg["budget"], cfg["min_time"])
         others = monitor.others()
         for _ in range(2):
             if others is None or others <= cfg["noise_limit"] or cfg["noise_budget"][0] <= 0:
@@ -413,7 +429,7 @@ def bench_cell(impl, task, labels, logits, ref_loss, cfg, is_xentc):
             # another process took a core: wait for quiet (within the worker's budget), re-time
             waited = monitor.wait_quiet(cfg["noise_limit"], min(10.0, cfg["noise_budget"][0]))
             cfg["noise_budget"][0] -= waited
-            walls2, cpus2 = time_calls(prep, repeats, cfg["budget"])
+            walls2, cpus2 = time_calls(prep, repeats, cfg["budget"], cfg["min_time"])
             others2 = monitor.others()
             cell.setdefault("retimed", []).append(
                 {"others_cores_before": others, "median_s_before": statistics.median(walls),
@@ -1069,6 +1085,7 @@ def run_parent(args):
         "peers": args.peers,
         "repeats": args.repeats or (5 if quick else 7),
         "budget": args.budget or (0.5 if quick else 10.0),
+        "min_time": args.min_time if args.min_time is not None else (0.05 if quick else 0.5),
         "bandwidth_mb": args.bandwidth_mb or (256 if quick else 1024),
         "bandwidth_repeats": 3 if quick else 7,
         "seed": args.seed, "pin": args.pin, "isa": args.isa, "quick": quick,
@@ -1079,6 +1096,9 @@ def run_parent(args):
         raise ArgumentError("nothing to run: --dtypes and --tasks need at least one entry")
     if settings["repeats"] < 1 or settings["budget"] <= 0 or settings["bandwidth_mb"] < 1:
         raise ArgumentError("--repeats, --budget and --bandwidth-mb must be positive")
+    if not 0 <= settings["min_time"] <= settings["budget"]:
+        raise ArgumentError(f"--min-time must be between 0 and --budget ({settings['budget']:g} s), "
+                            f"got {settings['min_time']:g}")
     settings["shapes"] = [list(s) for s in settings["shapes"]]
 
     out = Report()
@@ -1106,7 +1126,8 @@ def run_parent(args):
     out(f"settings: shapes {', '.join(f'{r}x{c}' for r, c in settings['shapes'])}; "
         f"dtypes {','.join(settings['dtypes'])}; threads {','.join(map(str, settings['threads']))}; "
         f"tasks {','.join(settings['tasks'])}; peers {','.join(settings['peers']) or 'none'}; "
-        f"repeats {settings['repeats']} (budget {settings['budget']:g} s/cell, at least 3); "
+        f"repeats {settings['repeats']} (budget {settings['budget']:g} s/cell, at least 3; "
+        f"more, up to 1000, for at least {settings['min_time']:g} s when calls are short); "
         f"seed {settings['seed']}" + (f"; XENTC_ISA={args.isa}" if args.isa else "") +
         ("; workers pinned to N CPUs" if args.pin else ""))
     out()
