@@ -126,6 +126,22 @@ class XentcInplace(Xentc):
                         setting=f"{fn.__name__}(labels, work, grad_out=work)")
 
 
+class XentcGradOut(Xentc):
+    name = "grad_out"
+    note = ("grad_out= a separate array, allocated once per cell (a training loop's buffer: "
+            "pages already mapped)")
+
+    def supports(self, task):
+        return has_grad(task)
+
+    def prepare(self, task, labels, logits, threads):
+        fn = self._fn(task)
+        buf = np.empty_like(logits)
+        buf.fill(0)   # map its pages before timing, as a reused buffer's are
+        return Prepared(lambda: fn(labels, logits, grad_out=buf), _rows,
+                        setting=f"{fn.__name__}(labels, logits, grad_out=buf)")
+
+
 # --------------------------------------------------------------------------
 # NumPy and SciPy: careful vectorised code, one N x C temporary where possible
 # --------------------------------------------------------------------------
@@ -406,7 +422,7 @@ class Sklearn(Impl):
         return Prepared(lambda: loss.loss(y, logits, n_threads=threads), _rows)
 
 
-XENTC = (Xentc(), XentcInplace())
+XENTC = (Xentc(), XentcInplace(), XentcGradOut())
 PEERS = {"numpy": NumPy(), "scipy": SciPy(), "torch": Torch(), "tensorflow": TensorFlow(),
          "jax": Jax(), "sklearn": Sklearn()}
 ALIASES = {"np": "numpy", "pytorch": "torch", "tf": "tensorflow", "optax": "jax",

@@ -797,6 +797,8 @@ def summary_rows(res, settings, peer_names):
                     t = cell.get("median_s")
                     inplace = res.get(threads, shape, dtype, task, "in-place")
                     t_in = inplace.get("median_s") if inplace else None
+                    gout = res.get(threads, shape, dtype, task, "grad_out")
+                    t_go = gout.get("median_s") if gout else None
                     best = res.best_peer(threads, shape, dtype, task, peer_names)
                     row = {"threads": threads, "dtype": dtype, "shape": list(shape), "task": task,
                            "xentc_ms": t * 1e3 if t else None,
@@ -805,6 +807,8 @@ def summary_rows(res, settings, peer_names):
                            "x_limit": res.x_limit(t, shape, dtype, task),
                            "inplace_ms": t_in * 1e3 if t_in else None,
                            "inplace_x_limit": res.x_limit(t_in, shape, dtype, task),
+                           "gradout_ms": t_go * 1e3 if t_go else None,
+                           "gradout_x_limit": res.x_limit(t_go, shape, dtype, task),
                            "best_peer": best[0] if best else None,
                            "best_peer_ms": best[1] * 1e3 if best else None,
                            "speedup": best[1] / t if best and t else None,
@@ -835,7 +839,7 @@ def print_time_tables(out, res, settings, impl_names, noise_limit):
                     for name in impl_names:
                         cell = res.get(threads, shape, dtype, task, name)
                         if cell is None:
-                            text = "n/a" if (name == "in-place" and not has_grad(task)) or (
+                            text = "n/a" if (name in ("in-place", "grad_out") and not has_grad(task)) or (
                                 name == "sklearn" and is_dense(task)) else "-"
                         elif cell["status"] == "ok":
                             text = _fmt_ms(cell["median_s"])
@@ -856,6 +860,7 @@ def print_summary(out, rows, settings, limit):
         f"{limit['copy']:.1f} GB/s for loss+grad) and the best peer.")
     out("GB/s: bytes the task must move / time;  x-limit: time / (bytes / limit), 1.0 = at the limit;")
     out("speed-up: best peer's median / xentc's;  cpu/wall: process CPU time / wall time (threads used);")
+    out("inplace: grad_out=logits;  grad_out: grad_out= a separate array (mapped before timing);")
     out("mem: peak NumPy allocation during one call / (N*C*itemsize) (tracemalloc; outputs included).")
     for dtype in settings["dtypes"]:
         for threads in settings["threads"]:
@@ -865,13 +870,14 @@ def print_summary(out, rows, settings, limit):
             out()
             out(f"-- {dtype}, {_thread_str(threads)} --")
             out(f"{'shape':>14} {'task':<17}{'xentc ms':>9}{'GB/s':>7}{'x-limit':>8}"
-                f"{'inplace':>9}{'x-limit':>8} {'best peer':<9}{'ms':>9}{'speed-up':>9}"
+                f"{'inplace':>9}{'x-limit':>8}{'grad_out':>9}{'x-limit':>8} {'best peer':<9}{'ms':>9}{'speed-up':>9}"
                 f"{'cpu/wall':>9}{'mem':>7}{'mem ip':>7}")
             for r in block:
                 flag = "" if r["xentc_ok"] else "  (xentc DISAGREES with the reference)"
                 out(f"{_shape_str(r['shape']):>14} {TASK_TITLES[r['task']]:<17}"
                     f"{_f(r['xentc_ms'], '.3g', 9)}{_f(r['gbs'], '.1f', 7)}{_f(r['x_limit'], '.2f', 8)}"
-                    f"{_f(r['inplace_ms'], '.3g', 9)}{_f(r['inplace_x_limit'], '.2f', 8)} "
+                    f"{_f(r['inplace_ms'], '.3g', 9)}{_f(r['inplace_x_limit'], '.2f', 8)}"
+                    f"{_f(r['gradout_ms'], '.3g', 9)}{_f(r['gradout_x_limit'], '.2f', 8)} "
                     f"{(r['best_peer'] or '-'):<9}{_f(r['best_peer_ms'], '.3g', 9)}"
                     f"{_f(r['speedup'], '.1f', 8)}{'x' if r['speedup'] else ' '}"
                     f"{_f(r['cpu_per_wall'], '.2f', 9)}{_f(r['mem_fraction'], '.3f', 7)}"
@@ -986,6 +992,10 @@ def targets(rows, res, settings, ran_jax):
         lines.append(_target("  the same, in place (grad_out=logits)", wide_grad,
                              lambda r: r["inplace_x_limit"] <= 1.5,
                              lambda r: r["inplace_x_limit"], ratio, threads))
+        wide_go = [r for r in wide if r["gradout_ms"] is not None]
+        lines.append(_target("  the same, into a separate grad_out", wide_go,
+                             lambda r: r["gradout_x_limit"] <= 1.5,
+                             lambda r: r["gradout_x_limit"], ratio, threads))
         with_peer = [r for r in wide if r["speedup"] is not None]
         lines.append(_target("float32, every task at C >= 1000 >= 2x faster than the best peer", with_peer,
                              lambda r: r["speedup"] >= 2, lambda r: r["speedup"], slower, threads))
@@ -1212,7 +1222,7 @@ def run_parent(args):
         for name in worker.get("impls", {}):
             if name not in impl_names:
                 impl_names.append(name)
-    peer_names = [n for n in impl_names if n not in ("xentc", "in-place")]
+    peer_names = [n for n in impl_names if n not in ("xentc", "in-place", "grad_out")]
     res = Results(workers, limit)
 
     for worker in workers:

@@ -591,7 +591,8 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     loss, finish_loss = _loss_output(out, lg, staged=invalid is not None)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
-    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse, mask)
+    _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse, mask,
+                        _rows_direct(grad_out, lg))
     if invalid is not None:
         _raise_invalid_labels(lb, invalid, rtol)
     return _results(finish_loss, finish_grad, finish_lse)
@@ -675,7 +676,7 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     loss, finish_loss = _loss_output(out, lg)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
-    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse, mask)
+    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse, mask, _rows_direct(grad_out, lg))
     return _results(finish_loss, finish_grad, finish_lse)
 
 

@@ -44,16 +44,16 @@ cdef extern from "_xentc_rows.h" nogil:
         const char *name
         void (*dense_f32)(const float *x, const float *y, float *loss, float *g,
                           Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid,
-                          float *lse, const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+                          float *lse, const uint8_t *mask, Py_ssize_t mstride, int stream) noexcept nogil
         void (*dense_f64)(const double *x, const double *y, double *loss, double *g,
                           Py_ssize_t nrows, Py_ssize_t n, double rtol, int8_t *invalid,
-                          double *lse, const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
+                          double *lse, const uint8_t *mask, Py_ssize_t mstride, int stream) noexcept nogil
         void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g,
                            Py_ssize_t nrows, Py_ssize_t n, float *lse, const uint8_t *mask,
-                           Py_ssize_t mstride) noexcept nogil
+                           Py_ssize_t mstride, int stream) noexcept nogil
         void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g,
                            Py_ssize_t nrows, Py_ssize_t n, double *lse, const uint8_t *mask,
-                           Py_ssize_t mstride) noexcept nogil
+                           Py_ssize_t mstride, int stream) noexcept nogil
         void (*softmax_f32)(const float *x, float *p, Py_ssize_t nrows, Py_ssize_t n,
                             const uint8_t *mask, Py_ssize_t mstride) noexcept nogil
         void (*softmax_f64)(const double *x, double *p, Py_ssize_t nrows, Py_ssize_t n,
@@ -159,6 +159,31 @@ ctypedef fused any_int:
 # Below this many elements per thread, starting a thread costs more than it saves.
 cdef Py_ssize_t MIN_ELEMENTS_PER_THREAD = 1 << 15
 
+# A gradient the caller passed (grad_out, not the logits) of at least this many
+# bytes is written with streaming stores (see stream_scratch in
+# _xentc_rows_impl.h): it would not stay in the cache anyway, and a smaller one
+# may be read again while it is there.  Not a gradient of our own: its pages are
+# new, the kernel zeroes each on its first write, and streaming stores over
+# those zeroed lines were no faster (C harness, 2-vCPU Xeon, float32 sparse
+# loss+grad 8192 x 32000 on fresh pages: 0.67-0.72 ns/logit either way).
+cdef Py_ssize_t STREAM_BYTES = 1 << 25
+
+
+def _stream_bytes(Py_ssize_t value=-1):
+    """The streaming threshold in bytes; with value >= 0, set it (tests: 0 streams every
+    separate gradient) and return the previous one."""
+    global STREAM_BYTES
+    cdef Py_ssize_t old = STREAM_BYTES
+    if value >= 0:
+        STREAM_BYTES = value
+    return old
+
+
+cdef inline int streams(const void *x, const void *g, Py_ssize_t n_rows, Py_ssize_t n,
+                        Py_ssize_t itemsize) noexcept nogil:
+    """Whether a caller's gradient g (NULL: none) of n_rows x n is written with streaming stores."""
+    return g != NULL and g != x and n_rows * n * itemsize >= STREAM_BYTES
+
 
 def openmp_enabled():
     """True when the extension was compiled with OpenMP."""
@@ -201,12 +226,13 @@ cdef inline Py_ssize_t chunk_rows(Py_ssize_t n_cols) noexcept nogil:
 def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
                floating[::1] loss, floating[:, ::1] grad, int n_threads,
                double rtol=0.0, int8_t[::1] invalid=None, floating[::1] lse=None,
-               const uint8_t[:, ::1] mask=None):
+               const uint8_t[:, ::1] mask=None, bint stream=False):
     """loss[i] and (unless grad is None) grad[i, :] for dense labels; grad may be logits.
 
     With `invalid` (n_rows flags) the same pass also flags rows whose labels are
     not a distribution (a negative or NaN label, or a sum off 1 by more than rtol);
     with `lse` it writes each row's log-sum-exp; `mask` (where=) as in softmax.
+    stream: grad is the caller's array (see STREAM_BYTES).
     """
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
@@ -214,8 +240,10 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
     cdef bint with_grad = grad is not None, with_check = invalid is not None
     cdef bint with_lse = lse is not None, with_mask = mask is not None
     cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
+    cdef int sm
     if n_rows == 0:
         return
+    sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize)
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
         r0 = c * chunk
         if floating is float:
@@ -223,13 +251,13 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                  rtol, &invalid[r0] if with_check else NULL,
                                  &lse[r0] if with_lse else NULL,
-                                 &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
+                                 &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
         else:
             xentc_rows.dense_f64(&logits[r0, 0], &labels[r0, 0], &loss[r0],
                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                  rtol, &invalid[r0] if with_check else NULL,
                                  &lse[r0] if with_lse else NULL,
-                                 &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
+                                 &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
 
 
 def class_xent(const floating[:, ::1] logits, const int64_t[::1] labels, floating[::1] loss,
@@ -297,29 +325,31 @@ def check_labels(const floating[:, ::1] labels, double rtol, int8_t[::1] invalid
 
 def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
                 floating[::1] loss, floating[:, ::1] grad, int n_threads, floating[::1] lse=None,
-                const uint8_t[:, ::1] mask=None):
+                const uint8_t[:, ::1] mask=None, bint stream=False):
     """loss[i] and (unless grad is None) grad[i, :] for class indices (checked
     to lie in [0, n_classes) by the caller); grad may be logits; with `lse`
-    each row's log-sum-exp too."""
+    each row's log-sum-exp too; stream: grad is the caller's array (see STREAM_BYTES)."""
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
     cdef bint with_grad = grad is not None, with_lse = lse is not None, with_mask = mask is not None
     cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
+    cdef int sm
     if n_rows == 0:
         return
+    sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize)
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
         r0 = c * chunk
         if floating is float:
             xentc_rows.sparse_f32(&logits[r0, 0], &labels[r0], &loss[r0],
                                   &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                   &lse[r0] if with_lse else NULL,
-                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
         else:
             xentc_rows.sparse_f64(&logits[r0, 0], &labels[r0], &loss[r0],
                                   &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
                                   &lse[r0] if with_lse else NULL,
-                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms)
+                                  &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
 
 
 def score(const floating[:, ::1] logits, const int64_t[::1] labels, const floating[:, ::1] dense,

@@ -9,15 +9,18 @@ typedef struct {
     /* rows [0, nrows) of n classes: loss[i], and grad rows unless g is NULL
      * (g may be x: in place); dense with invalid != NULL also flags rows whose
      * labels are not a distribution (see check_*); lse (or NULL) receives each
-     * row's log-sum-exp */
+     * row's log-sum-exp; stream: a separate g too large for the cache is
+     * written with streaming stores (see stream_scratch) */
     void (*dense_f32)(const float *x, const float *y, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
-                      double rtol, int8_t *invalid, float *lse, const uint8_t *mask, ptrdiff_t mstride);
+                      double rtol, int8_t *invalid, float *lse, const uint8_t *mask, ptrdiff_t mstride,
+                      int stream);
     void (*dense_f64)(const double *x, const double *y, double *loss, double *g, ptrdiff_t nrows, ptrdiff_t n,
-                      double rtol, int8_t *invalid, double *lse, const uint8_t *mask, ptrdiff_t mstride);
+                      double rtol, int8_t *invalid, double *lse, const uint8_t *mask, ptrdiff_t mstride,
+                      int stream);
     void (*sparse_f32)(const float *x, const int64_t *labels, float *loss, float *g, ptrdiff_t nrows, ptrdiff_t n,
-                       float *lse, const uint8_t *mask, ptrdiff_t mstride);
+                       float *lse, const uint8_t *mask, ptrdiff_t mstride, int stream);
     void (*sparse_f64)(const double *x, const int64_t *labels, double *loss, double *g, ptrdiff_t nrows,
-                       ptrdiff_t n, double *lse, const uint8_t *mask, ptrdiff_t mstride);
+                       ptrdiff_t n, double *lse, const uint8_t *mask, ptrdiff_t mstride, int stream);
     /* the softmax family over rows; mask (or NULL): the classes included (optax's
      * where=), row i at mask + i * mstride */
     void (*softmax_f32)(const float *x, float *p, ptrdiff_t nrows, ptrdiff_t n, const uint8_t *mask, ptrdiff_t mstride);
