@@ -165,7 +165,8 @@ cdef Py_ssize_t MIN_ELEMENTS_PER_THREAD = 1 << 15
 # may be read again while it is there.  Not a gradient of our own: its pages are
 # new, the kernel zeroes each on its first write, and streaming stores over
 # those zeroed lines were no faster (C harness, 2-vCPU Xeon, float32 sparse
-# loss+grad 8192 x 32000 on fresh pages: 0.67-0.72 ns/logit either way).
+# loss+grad 8192 x 32000 on fresh pages, min per round: 0.53-0.72 ns/logit
+# through the cache, 0.67-0.75 streamed).
 cdef Py_ssize_t STREAM_BYTES = 1 << 25
 
 
