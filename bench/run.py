@@ -356,7 +356,7 @@ def time_calls(prep, repeats, budget, min_time=0.0, min_repeats=3, max_repeats=1
     if one * repeats > budget:
         n = max(min(min_repeats, repeats), int(budget // max(one, 1e-9)))
     elif one * repeats < min_time:
-        n = min(max_repeats, int(min_time // max(one, 1e-9)))
+        n = max(repeats, min(max_repeats, int(min_time // max(one, 1e-9))))
     walls, cpus = [], []
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -1095,7 +1095,7 @@ def run_parent(args):
         "peers": args.peers,
         "repeats": args.repeats or (5 if quick else 7),
         "budget": args.budget or (0.5 if quick else 10.0),
-        "min_time": args.min_time if args.min_time is not None else (0.05 if quick else 0.5),
+        "min_time": args.min_time,
         "bandwidth_mb": args.bandwidth_mb or (256 if quick else 1024),
         "bandwidth_repeats": 3 if quick else 7,
         "seed": args.seed, "pin": args.pin, "isa": args.isa, "quick": quick,
@@ -1106,6 +1106,8 @@ def run_parent(args):
         raise ArgumentError("nothing to run: --dtypes and --tasks need at least one entry")
     if settings["repeats"] < 1 or settings["budget"] <= 0 or settings["bandwidth_mb"] < 1:
         raise ArgumentError("--repeats, --budget and --bandwidth-mb must be positive")
+    if settings["min_time"] is None:   # the default, within a --budget given below it
+        settings["min_time"] = min(0.05 if quick else 0.5, settings["budget"])
     if not 0 <= settings["min_time"] <= settings["budget"]:
         raise ArgumentError(f"--min-time must be between 0 and --budget ({settings['budget']:g} s), "
                             f"got {settings['min_time']:g}")

@@ -65,7 +65,7 @@ def _call(task, x, labels, y, grad_out):
         y, x, return_grad=True, grad_out=grad_out, return_lse=True, validate_labels=False)
 
 
-SHAPES = [(9, 33), (9, 1000), (8, 2048), (7, 4100), (3, "store"), (3, "store+")]
+SHAPES = [(9, 33), (9, 1000), (8, 2048), (7, 4100), (3, "store"), (7, "store+")]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -83,7 +83,9 @@ def test_streaming_matches_cached(threshold, dtype, task, shape):
     threshold(0)
     for offset in (None, 0, 1, 3):   # None: xentc allocates the gradient (never streamed)
         grad_out = None if offset is None else _buffer(x.shape, dtype, offset)
+        before = _kernels._streamed_calls()
         got = _call(task, x.copy(), labels, y, grad_out)
+        assert _kernels._streamed_calls() - before == (offset is not None)
         for r, g, what in zip(ref, got, ("loss", "grad", "lse")):
             np.testing.assert_array_equal(g, r, err_msg=f"{what}, gradient offset {offset}")
         if grad_out is not None:
@@ -98,8 +100,31 @@ def test_in_place_unchanged_by_threshold(threshold, task):
     ref = _call(task, x.copy(), labels, y, None)
     threshold(0)
     xi = x.copy()
+    before = _kernels._streamed_calls()
     got = _call(task, xi, labels, y, xi)
+    assert _kernels._streamed_calls() == before
     assert got[1] is xi
+    for r, g in zip(ref, got):
+        np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("task", ["sparse", "dense"])
+def test_where_not_streamed(threshold, task):
+    """A where= mask keeps the cached path (stream_scratch), with the same results."""
+    x, labels, y = _logits(np.float64, 9, 1000)
+    where = np.ones_like(x, dtype=bool)
+    where[:, 1::7] = False
+    where[np.arange(9), labels] = True
+    kw = {"where": where}
+    call = (lambda g: xentc.sparse_softmax_cross_entropy_with_logits(labels, x, grad_out=g, **kw))
+    if task == "dense":
+        call = (lambda g: xentc.softmax_cross_entropy_with_logits(y, x, grad_out=g, **kw))
+    threshold(1 << 62)
+    ref = call(_buffer(x.shape, np.float64, 1))
+    threshold(0)
+    before = _kernels._streamed_calls()
+    got = call(_buffer(x.shape, np.float64, 1))
+    assert _kernels._streamed_calls() == before
     for r, g in zip(ref, got):
         np.testing.assert_array_equal(g, r)
 

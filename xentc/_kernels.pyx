@@ -168,6 +168,17 @@ cdef Py_ssize_t MIN_ELEMENTS_PER_THREAD = 1 << 15
 # loss+grad 8192 x 32000 on fresh pages, min per round: 0.53-0.72 ns/logit
 # through the cache, 0.67-0.75 streamed).
 cdef Py_ssize_t STREAM_BYTES = 1 << 25
+cdef Py_ssize_t STREAMED_CALLS = 0   # calls that streamed (tests: that the path is taken)
+
+
+def _streamed_calls():
+    """How many dense_xent / sparse_xent calls wrote their gradient with streaming stores."""
+    return STREAMED_CALLS
+
+
+cdef void count_streamed() noexcept:
+    global STREAMED_CALLS
+    STREAMED_CALLS += 1
 
 
 def _stream_bytes(Py_ssize_t value=-1):
@@ -181,9 +192,11 @@ def _stream_bytes(Py_ssize_t value=-1):
 
 
 cdef inline int streams(const void *x, const void *g, Py_ssize_t n_rows, Py_ssize_t n,
-                        Py_ssize_t itemsize) noexcept nogil:
-    """Whether a caller's gradient g (NULL: none) of n_rows x n is written with streaming stores."""
-    return g != NULL and g != x and n_rows * n * itemsize >= STREAM_BYTES
+                        Py_ssize_t itemsize, bint with_mask) noexcept nogil:
+    """Whether a caller's gradient g (NULL: none) of n_rows x n is written with streaming
+    stores (as stream_scratch decides: not in place, without a mask, more than 32 classes)."""
+    return (g != NULL and g != x and not with_mask and n > 32
+            and n_rows * n * itemsize >= STREAM_BYTES)
 
 
 def openmp_enabled():
@@ -244,7 +257,10 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
     cdef int sm
     if n_rows == 0:
         return
-    sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize)
+    sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize,
+                            with_mask)
+    if sm:
+        count_streamed()
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
         r0 = c * chunk
         if floating is float:
@@ -338,7 +354,10 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
     cdef int sm
     if n_rows == 0:
         return
-    sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize)
+    sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize,
+                            with_mask)
+    if sm:
+        count_streamed()
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
         r0 = c * chunk
         if floating is float:

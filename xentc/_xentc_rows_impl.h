@@ -78,7 +78,7 @@ static inline void SUF(store)(T *p, VT v) { __builtin_memcpy(p, &v, sizeof v); }
 /* A non-temporal (streaming) store of a whole vector at p, aligned to VBYTES:
  * the line is written without being read first, and without taking a place in
  * the cache (AVX2 and AVX-512; a plain store elsewhere).  For gradients too
- * large to stay in the cache (see XT_STREAM_BYTES). */
+ * large to stay in the cache (see STREAM_BYTES in _kernels.pyx). */
 static inline void SUF(stream)(T *p, VT v) {
 #if ISA_KIND == 3 && TBYTES == 4
     _mm512_stream_ps(p, (__m512)v);
@@ -1545,7 +1545,7 @@ static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrow
 /* lse (or NULL): per row, the log-sum-exp of the logits.  mask (or NULL): the
  * classes included, row i at mask + i * mstride (mstride 0: one row for all) */
 /* Streaming a separate gradient (stream != 0: the caller's gradient is too
- * large to stay in the cache, see XT_STREAM_BYTES in _kernels.pyx): the terms
+ * large to stay in the cache, see STREAM_BYTES in _kernels.pyx): the terms
  * the statistics pass keeps go to a scratch row, which stays in the cache, and
  * the output pass writes the gradient once, with streaming stores.  Written in
  * place or through the cache, each line of g is first read from memory (to
