@@ -335,8 +335,8 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * (0.317-0.336 -> 0.270-0.337).  Through Python (16-row chunks, the machine
  * noisier) less: two threads, six rounds, min per call faster in 5 by 1-8%
  * (0.212-0.306 -> 0.203-0.288), the sixth an outlier (0.215 -> 0.415).  In a
- * sweep (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.  Left out where it did not pay: loops
- * that keep their terms (eo: loss+grad, 0.39-0.40 -> 0.41-0.42 ns/logit), rows
+ * sweep (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.
+ * Left out where it did not pay: loops that keep their terms (eo: loss+grad, 0.39-0.40 -> 0.41-0.42 ns/logit), rows
  * shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
  * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine). */
 #undef XT_PF_FAR
@@ -1557,8 +1557,8 @@ static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrow
  * the statistics pass keeps go to a scratch row, which stays in the cache, and
  * the output pass writes the gradient once, with streaming stores.  Written in
  * place or through the cache, each line of g is first read from memory (to
- * own it), then written: a third of the traffic of a dense loss+grad, half of
- * a sparse one.  Off in place (g == x: the lines were just read), with a mask
+ * own it), then written: a third more traffic than a dense loss+grad needs,
+ * half more than a sparse one.  Off in place (g == x: the lines were just read), with a mask
  * and for few classes; without the scratch (no memory) the terms go to g. */
 static T *SUF(stream_scratch)(const T *x, const T *g, ptrdiff_t n, const uint8_t *mask, int *stream,
                               void **raw) {
