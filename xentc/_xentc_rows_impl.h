@@ -336,8 +336,8 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * noisier) less: two threads, six rounds, min per call faster in 5 by 1-8%
  * (0.212-0.306 -> 0.203-0.288), the sixth an outlier (0.215 -> 0.415).  In a
  * sweep (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.
- * Left out where it did not pay: loops that keep their terms (eo: loss+grad, 0.39-0.40 -> 0.41-0.42 ns/logit), rows
- * shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
+ * Left out where it did not pay: loops that keep their terms (eo: loss+grad,
+ * 0.39-0.40 -> 0.41-0.42 ns/logit), rows shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
  * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine). */
 #undef XT_PF_FAR
 #define XT_PF_FAR (32768 / TBYTES)
