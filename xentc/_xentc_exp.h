@@ -131,7 +131,8 @@ static inline VD ISUF(vexpd_core)(VD x) {
  * 2^((k >> 4) - 1023) tab[k & 15] (1 + q(r)), where tab[i] = 2^((i - 8) /
  * 16), correctly rounded, is picked by one permute (vpermt2pd reads the low
  * 4 bits of t's lanes as the index) and q(r) = exp(r) - 1 = r + r^2 P(r),
- * P of degree 4 fitted as vexpd_poly's (relative error of 1 + q 1.2e-17;
+ * P of degree 4 fitted as vexpd_poly's by scripts/fit_exp_table.py, which also
+ * prints the table (relative error of 1 + q 1.2e-17;
  * Taylor's of that degree is off by 4 ulp): 4 multiply-adds for the
  * polynomial instead of 9, for one permute, one multiply-add (tab + tab q,
  * rounded once) and one more shift.  k >> 4
