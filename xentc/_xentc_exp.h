@@ -126,17 +126,16 @@ static inline VD ISUF(vexpd_core)(VD x) {
  * are normal numbers down to x = -752.76 (and denormal below): no two-step
  * scaling as in vexpd_core.
  * On AVX-512 the reduction is finer and the polynomial shorter, the same
- * bounds and zeros: x = m ln 2 / 16 + r with m = round(16 x / ln 2) and
- * |r| <= ln 2 / 32; t's low bits hold k = m + 17400, and exp(x) 2^64 =
- * 2^((k >> 4) - 1023) tab[k & 15] (1 + q(r)), where tab[i] = 2^((i - 8) /
- * 16), correctly rounded, is picked by one permute (vpermt2pd reads the low
- * 4 bits of t's lanes as the index) and q(r) = exp(r) - 1 = r + r^2 P(r),
- * P of degree 4 fitted as vexpd_poly's by scripts/fit_exp_table.py, which also
- * prints the table (relative error of 1 + q 1.2e-17;
- * Taylor's of that degree is off by 4 ulp): 4 multiply-adds for the
- * polynomial instead of 9, for one permute, one multiply-add (tab + tab q,
- * rounded once) and one more shift.  k >> 4
- * is round(x log2(e)) + 1087 up to the rounding of 16 x / ln 2, so the
+ * bounds and zeros: x = m ln 2 / 16 + r with m = round(16 x / ln 2) and |r|
+ * <= ln 2 / 32; t's low bits hold k = m + 17400, and exp(x) 2^64 = 2^((k >>
+ * 4) - 1023) tab[k & 15] (1 + q(r)), where tab[i] = 2^((i - 8) / 16),
+ * correctly rounded, is picked by one permute (vpermt2pd reads the low 4 bits
+ * of t's lanes as the index) and q(r) = exp(r) - 1 = r + r^2 P(r), P of
+ * degree 4 fitted as vexpd_poly's by scripts/fit_exp_table.py, which also
+ * prints the table (relative error of 1 + q 1.2e-17; Taylor's of that degree
+ * gave exps off by 4.8 ulp): 4 multiply-adds for the polynomial instead of 9, for one
+ * permute, one multiply-add (tab + tab q, rounded once) and one more shift.
+ * k >> 4 is round(x log2(e)) + 1087 up to the rounding of 16 x / ln 2, so the
  * zeros and the denormal band are where they are above.  Error up to 1.1 ulp
  * from the table's rounding and the last multiply-add (tests/test_exp.py).
  * C harness, float64 sparse loss, min ns/logit of 3 runs each, alternated:
