@@ -133,8 +133,9 @@ static inline VD ISUF(vexpd_core)(VD x) {
  * of t's lanes as the index) and q(r) = exp(r) - 1 = r + r^2 P(r), P of
  * degree 4 fitted as vexpd_poly's by scripts/fit_exp_table.py, which also
  * prints the table (relative error of 1 + q 1.2e-17; Taylor's of that degree
- * gave exps off by 4.8 ulp): 4 multiply-adds for the polynomial instead of 9, for one
- * permute, one multiply-add (tab + tab q, rounded once) and one more shift.
+ * gave exps off by 4.8 ulp): 4 multiply-adds for the polynomial instead of
+ * 9, for one permute, one multiply-add (tab + tab q, rounded once) and one
+ * more shift.
  * k >> 4 is round(x log2(e)) + 1087 up to the rounding of 16 x / ln 2, so the
  * zeros and the denormal band are where they are above.  Error up to 1.1 ulp
  * from the table's rounding and the last multiply-add (tests/test_exp.py).

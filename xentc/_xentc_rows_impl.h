@@ -337,7 +337,8 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * (0.212-0.306 -> 0.203-0.288), the sixth an outlier (0.215 -> 0.415).  In a
  * sweep (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.
  * Left out where it did not pay: loops that keep their terms (eo: loss+grad,
- * 0.39-0.40 -> 0.41-0.42 ns/logit), rows shorter than a block (16384 x 1000: no faster, perhaps slower) and AVX2
+ * 0.39-0.40 -> 0.41-0.42 ns/logit), rows shorter than a block (16384 x
+ * 1000: no faster, perhaps slower) and AVX2
  * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine). */
 #undef XT_PF_FAR
 #define XT_PF_FAR (32768 / TBYTES)
@@ -744,7 +745,7 @@ static void SUF(softmax_stored)(T *p, const T *e, ptrdiff_t n, const T *bms, T m
         int two;
         VT f = SUF(splat)(SUF(stored_factor)(SUF(stored_scale)(bms[j0 / BLOCK], m) * inv, &two));
         ptrdiff_t end = n - j0 < BLOCK ? n : j0 + BLOCK;
-        if (!sm && lab < 0) {   /* the loop of old: the one below was 20-30% slower in place */
+        if (!sm && lab < 0) {   /* plain vector steps: out_step's loop was 20-30% slower in place */
             for (ptrdiff_t j = j0; j < end; j += NL) {
                 ptrdiff_t r = end - j;
                 VT v = r >= NL ? SUF(load)(e + j) : SUF(load_part)(e + j, r, 0);
@@ -1558,8 +1559,8 @@ static void SUF(prob_rows)(const T *x, const T *t, T *loss, T *g, ptrdiff_t nrow
  * the output pass writes the gradient once, with streaming stores.  Written in
  * place or through the cache, each line of g is first read from memory (to
  * own it), then written: a third more traffic than a dense loss+grad needs,
- * half more than a sparse one.  Off in place (g == x: the lines were just read), with a mask
- * and for few classes; without the scratch (no memory) the terms go to g. */
+ * half more than a sparse one.  Off in place (g == x: the lines were just
+ * read), with a mask and for few classes; without the scratch (no memory) the terms go to g. */
 static T *SUF(stream_scratch)(const T *x, const T *g, ptrdiff_t n, const uint8_t *mask, int *stream,
                               void **raw) {
     *raw = NULL;
