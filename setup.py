@@ -213,6 +213,7 @@ extensions = [
     ),
     Extension("xentc._elementwise", sources=["xentc/_elementwise.pyx"], include_dirs=["xentc"],
               depends=["xentc/_xentc_omp.h"]),
+    Extension("xentc._buffers", sources=["xentc/_buffers.pyx"]),
 ]
 
 setup(

@@ -1,8 +1,9 @@
 """Streaming stores of large gradients into grad_out (stream_scratch in _xentc_rows_impl.h).
 
-A grad_out of the caller's (not the logits) of at least _kernels._stream_bytes() bytes
-(32 MiB) is written once, with streaming stores, from terms kept in a scratch row, instead
-of through the cache.
+A grad_out of the caller's (not the logits), or a gradient of xentc's in memory from the
+buffer cache (tests/test_buffers.py), of at least _kernels._stream_bytes() bytes (32 MiB)
+is written once, with streaming stores, from terms kept in a scratch row, instead of
+through the cache.
 Only where the values go changes, not how they are computed, so the results must be
 bitwise those of the cached path.  The threshold is set to 0 here, so that small arrays
 take the streaming path: rows of every length class (one block, several blocks, longer
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import xentc
-from xentc import _kernels
+from xentc import _buffers, _kernels
 
 STORE_N = {np.float32: 262144, np.float64: 131072}   # _xentc_rows_impl.h: 1 MiB of terms
 
@@ -81,15 +82,22 @@ def test_streaming_matches_cached(threshold, dtype, task, shape):
     threshold(1 << 62)
     ref = _call(task, x.copy(), labels, y, None)
     threshold(0)
-    for offset in (None, 0, 1, 3):   # None: xentc allocates the gradient (never streamed)
-        grad_out = None if offset is None else _buffer(x.shape, dtype, offset)
+    xentc.empty_buffer_cache()
+    # "new": xentc allocates the gradient (fresh pages: never streamed); "reused": from the
+    # buffer cache (a dropped gradient's mapped pages: streamed when the cache holds it,
+    # for gradients of at least 4 MiB)
+    for offset in ("new", "reused", 0, 1, 3):
+        grad_out = _buffer(x.shape, dtype, offset) if isinstance(offset, int) else None
         before = _kernels._streamed_calls()
         got = _call(task, x.copy(), labels, y, grad_out)
-        assert _kernels._streamed_calls() - before == (offset is not None)
+        streamed = isinstance(offset, int) or (offset == "reused" and x.nbytes >= _buffers.min_bytes())
+        assert _buffers.reused(got[1]) == (streamed and grad_out is None)
+        assert _kernels._streamed_calls() - before == streamed
         for r, g, what in zip(ref, got, ("loss", "grad", "lse")):
             np.testing.assert_array_equal(g, r, err_msg=f"{what}, gradient offset {offset}")
         if grad_out is not None:
             assert got[1] is grad_out
+        del got   # a gradient of xentc's goes back to the buffer cache for "reused"
 
 
 @pytest.mark.parametrize("task", ["sparse", "dense"])

@@ -9,9 +9,11 @@ accuracy, top-k and calibration, streamed over memory-mapped files).
 from ._version import __version__
 from ._cross_entropy import cross_entropy
 from ._api import (
+    empty_buffer_cache,
     log_softmax,
     logsumexp,
     openmp_enabled,
+    set_buffer_cache,
     show_config,
     softmax,
     softmax_cross_entropy_with_logits,
@@ -30,10 +32,12 @@ __all__ = [
     "binary_crossentropy",
     "categorical_crossentropy",
     "cross_entropy",
+    "empty_buffer_cache",
     "log_softmax",
     "logsumexp",
     "openmp_enabled",
     "score",
+    "set_buffer_cache",
     "show_config",
     "sigmoid_cross_entropy_with_logits",
     "softmax",

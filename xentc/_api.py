@@ -18,7 +18,7 @@ import os
 import numpy as np
 from numpy.exceptions import AxisError
 
-from . import _kernels
+from . import _buffers, _kernels
 
 __all__ = [
     "softmax_cross_entropy_with_logits",
@@ -28,6 +28,8 @@ __all__ = [
     "logsumexp",
     "openmp_enabled",
     "show_config",
+    "set_buffer_cache",
+    "empty_buffer_cache",
 ]
 
 _F32 = np.dtype(np.float32)
@@ -68,7 +70,8 @@ def show_config(file=None):
         (OpenMP's default team size: ``OMP_NUM_THREADS``, threadpoolctl),
         ``simd`` (the SIMD path in use: ``baseline``, ``avx2`` or ``avx512``,
         chosen at import from the CPU, or forced by the environment variable
-        ``XENTC_ISA``) and ``simd_available``.
+        ``XENTC_ISA``), ``simd_available`` and ``buffer_cache`` (see
+        `set_buffer_cache`: its capacity and what it holds, in bytes).
 
     Examples
     --------
@@ -87,14 +90,110 @@ def show_config(file=None):
         "max_threads": _kernels.max_threads(),
         "simd": _kernels.isa(),
         "simd_available": _kernels.available_isas(),
+        "buffer_cache": _buffer_cache_info(),
     }
     if file is not False:
         out = sys.stdout if file is None else file
         for key, value in config.items():
             if isinstance(value, tuple):
                 value = ", ".join(value)
+            elif isinstance(value, dict):
+                value = ", ".join(f"{k} {v}" for k, v in value.items())
             print(f"{key:>15}: {value}", file=out)
     return config
+
+
+def set_buffer_cache(max_bytes):
+    """Set how much memory of dropped large results xentc keeps for the next ones.
+
+    A gradient (or a softmax / log_softmax result) of at least 4 MiB that
+    xentc allocates is backed by memory that, once the caller drops every
+    reference to the result and its views, goes into a cache instead of back
+    to the operating system; the next large result of a size that fits takes
+    it.  Fresh memory from the OS is zeroed page by page on its first write,
+    which in a training loop that asks for a same-shaped gradient at every step
+    can cost more than the whole fused pass; memory from the cache is already
+    mapped, and xentc writes large gradients into it with streaming stores.
+
+    The cache holds at most `max_bytes` (default 1 GiB, or the environment
+    variable ``XENTC_BUFFER_CACHE`` in bytes at import; the oldest results go
+    first) and at most 8 blocks. It never holds memory of a result that is
+    still referenced, and results the caller passes in (``grad_out``,
+    ``out``) are never touched.
+
+    Parameters
+    ----------
+    max_bytes : int
+        The capacity in bytes, ``>= 0``; ``0`` turns the cache off (and frees
+        what it holds).
+
+    Returns
+    -------
+    int
+        The previous capacity.
+
+    See Also
+    --------
+    empty_buffer_cache : free what the cache holds now.
+    show_config : reports the capacity and what the cache holds.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> previous = xentc.set_buffer_cache(0)      # off: every result from NumPy
+    >>> xentc.set_buffer_cache(previous) == 0
+    True
+    """
+    return _buffers.set_max_bytes(_check_cache_bytes("max_bytes", max_bytes))
+
+
+def empty_buffer_cache():
+    """Free the memory the buffer cache holds now (see `set_buffer_cache`).
+
+    Returns
+    -------
+    int
+        The bytes freed.
+
+    Examples
+    --------
+    >>> import xentc
+    >>> xentc.empty_buffer_cache() >= 0
+    True
+    """
+    return _buffers.clear()
+
+
+def _buffer_cache_info():
+    max_bytes, held, blocks, reused = _buffers.info()
+    return {"max_bytes": max_bytes, "held_bytes": held, "held_blocks": blocks,
+            "reused_results": reused}
+
+
+def _check_cache_bytes(name, value):
+    """A byte count: an integer in [0, the largest intp]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer number of bytes >= 0, got {value!r} "
+                        f"of type {type(value).__name__}")
+    value = int(value)
+    if not 0 <= value <= np.iinfo(np.intp).max:
+        raise ValueError(f"{name} must be in [0, {np.iinfo(np.intp).max}] bytes, got {value}")
+    return value
+
+
+def _cache_bytes_from_env(raw):
+    """XENTC_BUFFER_CACHE: digits (surrounding blanks allowed); empty means the default."""
+    text = raw.strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > np.iinfo(np.intp).max:
+        raise ValueError(f"the environment variable XENTC_BUFFER_CACHE must be a whole number "
+                         f"of bytes in [0, {np.iinfo(np.intp).max}], got {raw!r}")
+    return int(text)
+
+
+if _cache_bytes_from_env(os.environ.get("XENTC_BUFFER_CACHE", "")) is not None:
+    _buffers.set_max_bytes(_cache_bytes_from_env(os.environ["XENTC_BUFFER_CACHE"]))
 
 
 # --------------------------------------------------------------------------
@@ -326,6 +425,13 @@ def _rows_direct_view(out, lg):
     return moved if moved.flags.c_contiguous else None
 
 
+def _streamable(grad, grad_out, lg):
+    """Whether the kernel may write `grad` with streaming stores (see STREAM_BYTES in
+    _kernels.pyx): the caller's own grad_out, or memory from the buffer cache, whose
+    pages are mapped already; not fresh pages, which the OS zeroes on the first write."""
+    return grad is not None and (_rows_direct(grad_out, lg) or _buffers.reused(grad))
+
+
 def _rows_output(out, lg):
     """(kernel buffer of shape (n_rows, n_classes), finish) for a result shaped like the logits.
 
@@ -340,7 +446,7 @@ def _rows_output(out, lg):
         direct = _rows_direct_view(out, lg)
         if direct is not None:
             return direct.reshape(shape), lambda: out
-    buf = lg.rows if lg.owned else np.empty(shape, lg.cdtype)
+    buf = lg.rows if lg.owned else _buffers.empty(shape, lg.cdtype)
 
     def finish():
         res = buf.reshape(lg.moved_shape)
@@ -592,7 +698,7 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
     _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse, mask,
-                        _rows_direct(grad_out, lg))
+                        _streamable(grad, grad_out, lg))
     if invalid is not None:
         _raise_invalid_labels(lb, invalid, rtol)
     return _results(finish_loss, finish_grad, finish_lse)
@@ -676,7 +782,8 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     loss, finish_loss = _loss_output(out, lg)
     grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
-    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse, mask, _rows_direct(grad_out, lg))
+    _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse, mask,
+                         _streamable(grad, grad_out, lg))
     return _results(finish_loss, finish_grad, finish_lse)
 
 

@@ -1,0 +1,204 @@
+# Design
+# ------
+# The buffer cache: the memory of large results (gradients, softmax outputs) that
+# the caller has dropped, kept for the next result instead of being handed back to
+# the operating system.
+#
+# Why: a NumPy array of more than a few MiB gets fresh pages from the OS (glibc
+# maps them with mmap and unmaps them on free), and the OS zeroes every page on
+# its first write.  A training loop that asks for a gradient of the same shape at
+# every step pays for that each time: on the 2-vCPU Xeon VM of bench/, a default
+# float32 loss+grad call of 8192 x 32000 took 3-5x the bandwidth limit, one that
+# writes into a buffer the caller reuses (grad_out) 2-3x.  PyTorch's CUDA caching
+# allocator and jemalloc's retained pages answer the same cost the same way.
+#
+# How: a result of at least MIN_BYTES is an ndarray over a Block (this file's
+# buffer object; the array's base is a memoryview of it, so every view of the
+# result keeps the Block alive).  When the last reference goes, the Block's
+# memory goes into a small free list instead of back to the allocator, up to
+# `max_bytes` in all (oldest entries evicted first); the next large result of a
+# size that fits takes it.  All of it runs with the GIL held and calls nothing
+# that could release it, so Python threads see a consistent list.
+#
+# The memory is 64-byte aligned (whole cache lines, for the streaming stores) and,
+# on Linux, advised for transparent huge pages as NumPy does for its own arrays.
+
+from cpython.buffer cimport PyBUF_FORMAT
+from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
+from libc.stdint cimport uintptr_t
+
+import numpy as np
+
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/mman.h>
+    #endif
+    static void xentc_advise_huge(char *p, Py_ssize_t n) {
+    #if defined(__linux__) && defined(MADV_HUGEPAGE)
+        /* the whole pages inside [p, p + n), as NumPy's hugepage hint does */
+        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+        uintptr_t e = ((uintptr_t)p + (uintptr_t)n) & ~(uintptr_t)4095;
+        if (e > a)
+            madvise((void *)a, e - a, MADV_HUGEPAGE);   /* a hint: errors are ignored */
+    #else
+        (void)p; (void)n;
+    #endif
+    }
+    """
+    void xentc_advise_huge(char *p, Py_ssize_t n) noexcept nogil
+
+# Results smaller than this come from NumPy: glibc reuses such blocks itself (its
+# mmap threshold rises to 32 MiB once a mapped block is freed), and tiny results
+# are not worth a Block.
+cdef Py_ssize_t MIN_BYTES = 1 << 22
+cdef Py_ssize_t ALIGN = 64
+cdef enum:
+    MAX_ENTRIES = 8
+
+# The free list: entries [0, n_free), oldest first.
+cdef void *free_raw[MAX_ENTRIES]
+cdef char *free_data[MAX_ENTRIES]
+cdef Py_ssize_t free_size[MAX_ENTRIES]
+cdef int n_free = 0
+cdef Py_ssize_t held_bytes = 0
+cdef Py_ssize_t max_bytes = 1 << 30
+cdef Py_ssize_t n_reused = 0       # results served from the list (tests, show_config)
+
+
+cdef void drop_entry(int i) noexcept:
+    """Remove entry i of the free list (keeping the order); the caller owns its memory."""
+    global n_free, held_bytes
+    cdef int j
+    held_bytes -= free_size[i]
+    for j in range(i, n_free - 1):
+        free_raw[j] = free_raw[j + 1]
+        free_data[j] = free_data[j + 1]
+        free_size[j] = free_size[j + 1]
+    n_free -= 1
+
+
+cdef void give_back(void *raw, char *data, Py_ssize_t size) noexcept:
+    """A Block's memory, no longer referenced: keep it (evicting the oldest) or free it."""
+    global n_free, held_bytes
+    if size > max_bytes:
+        PyMem_RawFree(raw)
+        return
+    while n_free and (n_free == MAX_ENTRIES or held_bytes + size > max_bytes):
+        PyMem_RawFree(free_raw[0])
+        drop_entry(0)
+    free_raw[n_free] = raw
+    free_data[n_free] = data
+    free_size[n_free] = size
+    n_free += 1
+    held_bytes += size
+
+
+cdef class Block:
+    """Memory for one large result; its buffer is `nbytes` writable bytes."""
+    cdef void *raw
+    cdef char *data
+    cdef Py_ssize_t size          # bytes usable from data (at least nbytes)
+    cdef Py_ssize_t nbytes        # bytes exposed by the buffer
+    cdef Py_ssize_t one
+    cdef readonly bint reused     # the memory was a dropped result's (its pages are mapped)
+
+    def __dealloc__(self):
+        if self.raw != NULL:
+            give_back(self.raw, self.data, self.size)
+            self.raw = NULL
+
+    def __getbuffer__(self, Py_buffer *buf, int flags):
+        buf.buf = self.data
+        buf.obj = self
+        buf.len = self.nbytes
+        buf.readonly = 0
+        buf.itemsize = 1
+        buf.format = NULL
+        if flags & PyBUF_FORMAT:
+            buf.format = b"B"
+        buf.ndim = 1
+        buf.shape = &self.nbytes
+        buf.strides = &self.one
+        buf.suboffsets = NULL
+        buf.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer *buf):
+        pass
+
+
+cdef Block new_block(Py_ssize_t nbytes):
+    """A Block of nbytes: the best-fitting dropped result (at most twice the size), else new."""
+    global n_reused
+    cdef Block b = Block.__new__(Block)
+    cdef int i, best = -1
+    cdef void *raw
+    for i in range(n_free):
+        if nbytes <= free_size[i] <= 2 * nbytes and (best < 0 or free_size[i] < free_size[best]):
+            best = i
+    if best >= 0:
+        b.raw, b.data, b.size = free_raw[best], free_data[best], free_size[best]
+        drop_entry(best)
+        b.reused = True
+        n_reused += 1
+    else:
+        raw = PyMem_RawMalloc(nbytes + ALIGN)
+        if raw == NULL:
+            raise MemoryError(f"xentc could not allocate {nbytes} bytes for a result")
+        b.raw = raw
+        b.data = <char *>((<uintptr_t>raw + ALIGN - 1) & ~<uintptr_t>(ALIGN - 1))
+        b.size = nbytes
+        xentc_advise_huge(b.data, nbytes)
+    b.nbytes = nbytes
+    b.one = 1
+    return b
+
+
+def empty(shape, dtype):
+    """An uninitialised C-contiguous array, from the buffer cache when it is large enough."""
+    dtype = np.dtype(dtype)
+    count = 1
+    for n in shape:
+        count *= n
+    nbytes = count * dtype.itemsize
+    if nbytes < MIN_BYTES or max_bytes == 0:
+        return np.empty(shape, dtype)
+    return np.frombuffer(new_block(nbytes), dtype, count).reshape(shape)
+
+
+def reused(arr):
+    """Whether arr's memory came from the cache with its pages already mapped."""
+    base = arr.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, Block) and base.obj.reused
+
+
+def set_max_bytes(Py_ssize_t value):
+    """Set the cache's capacity (freeing what no longer fits); return the previous one."""
+    global max_bytes
+    cdef Py_ssize_t old = max_bytes
+    max_bytes = value
+    while n_free and held_bytes > max_bytes:
+        PyMem_RawFree(free_raw[0])
+        drop_entry(0)
+    return old
+
+
+def clear():
+    """Free every dropped result the cache holds; return the bytes freed."""
+    cdef Py_ssize_t freed = held_bytes
+    while n_free:
+        PyMem_RawFree(free_raw[0])
+        drop_entry(0)
+    return freed
+
+
+def info():
+    """(max_bytes, held_bytes, held_blocks, reused_results)."""
+    return max_bytes, held_bytes, n_free, n_reused
+
+
+def min_bytes():
+    """The size from which results come from the cache."""
+    return MIN_BYTES
