@@ -48,11 +48,11 @@ def _data(n_rows, dtype=np.float32, seed=0):
 
 
 def _from_cache(arr):
-    """Whether arr lies in a block of the cache (the end of its base chain is a Block)."""
+    """Whether arr lies in a block of the cache (the end of its chain of bases is a Block)."""
     base = arr
     while isinstance(base, np.ndarray):
         base = base.base
-    return isinstance(base, memoryview) and type(base.obj) is _buffers.Block
+    return type(base) is _buffers.Block
 
 
 def _rows_for(nbytes, dtype=np.float32):
@@ -311,3 +311,92 @@ def test_a_training_loop_holds_one_gradient_not_one_per_step():
     before, after, reused = map(int, res.stdout.split())
     assert after - before < 8 << 20, f"RSS grew by {(after - before) / 2**20:.1f} MiB"
     assert reused >= 290
+
+
+def _poison(nbytes):
+    """Leave a dropped block of nbytes full of NaN in the cache."""
+    block = _buffers.empty((nbytes // 4,), np.float32)
+    block[...] = np.nan
+    del block
+    assert _info()["held_blocks"] == 1
+
+
+N_ROWS = _rows_for(MIN) + 5
+
+
+def _poison_cases():
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((N_ROWS, C)) * 3).astype(np.float32)
+    x[4, 5:] = -np.inf
+    labels = rng.integers(0, C, N_ROWS)
+    ignored = labels.copy()
+    ignored[::3] = -100
+    y = rng.random((N_ROWS, C)).astype(np.float32)
+    y /= y.sum(axis=1, keepdims=True)
+    where = rng.random((N_ROWS, C)) < 0.7
+    b = (rng.random((N_ROWS, C)) < 0.3).astype(np.float32)
+    return {
+        "sparse": lambda: xentc.sparse_softmax_cross_entropy_with_logits(labels, x, return_grad=True),
+        "sparse-where": lambda: xentc.sparse_softmax_cross_entropy_with_logits(
+            labels, x, return_grad=True, where=where),
+        "dense": lambda: xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True),
+        "cross_entropy-ignore": lambda: xentc.cross_entropy(x, ignored, return_grad=True,
+                                                            label_smoothing=0.1),
+        "cross_entropy-probs": lambda: xentc.cross_entropy(x, y, return_grad=True,
+                                                           reduction="sum"),
+        "sigmoid": lambda: xentc.sigmoid_cross_entropy_with_logits(b, x, return_grad=True),
+        "softmax-where": lambda: xentc.softmax(x, where=where),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_poison_cases()))
+def test_every_large_result_overwrites_a_reused_block_whole(case):
+    """Fresh pages come zeroed; a reused block holds the last result's values.  A block of
+    NaN left in the cache must not show through anywhere in the next result."""
+    call = _poison_cases()[case]
+    old = xentc.set_buffer_cache(0)
+    expected = call()
+    xentc.set_buffer_cache(old)
+    _poison(N_ROWS * C * 4)
+    reused_before = _info()["reused_results"]
+    got = call()
+    assert _info()["reused_results"] == reused_before + 1, "the poisoned block was not used"
+    for e, g in zip(expected if isinstance(expected, tuple) else (expected,),
+                    got if isinstance(got, tuple) else (got,)):
+        np.testing.assert_array_equal(g, e)
+
+
+def test_the_caller_cannot_release_the_memory():
+    """The array's base is the block itself, not a memoryview of it: memoryview.release()
+    would free the memory into the cache while the array still pointed at it."""
+    x, labels = _data(_rows_for(MIN))
+    g = _grad(x, labels)
+    chain = []
+    base = g.base
+    while base is not None and not isinstance(base, _buffers.Block):
+        chain.append(base)
+        base = getattr(base, "base", None)
+    assert isinstance(base, _buffers.Block)
+    assert not any(isinstance(b, memoryview) for b in chain)
+    with pytest.raises(BufferError, match="empty xentc buffer block"):
+        memoryview(_buffers.Block())
+
+
+def test_results_larger_than_the_capacity_are_numpy_s():
+    x, labels = _data(_rows_for(2 * MIN))
+    xentc.set_buffer_cache(x.nbytes - 1)
+    g = _grad(x, labels)
+    assert not _from_cache(g)
+
+
+@pytest.mark.parametrize("make", [lambda x: x.T.copy(), lambda x: x.astype(np.float16)],
+                         ids=["axis0", "float16"])
+def test_results_written_into_a_copy_of_the_logits_do_not_use_it(make):
+    """When the logits must be copied (class axis not last, float16), the result is written
+    into that copy, which is NumPy's."""
+    x, _ = _data(_rows_for(MIN))
+    xs = make(x)
+    _poison(x.nbytes)
+    p = xentc.log_softmax(xs, axis=0 if xs.shape[0] == C else -1)
+    assert not _from_cache(p) and _info()["held_blocks"] == 1
+    assert np.isfinite(p).all()

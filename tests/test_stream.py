@@ -9,6 +9,8 @@ bitwise those of the cached path.  The threshold is set to 0 here, so that small
 take the streaming path: rows of every length class (one block, several blocks, longer
 than the stored-terms limit), special values, and gradients at every alignment.
 """
+import gc
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,7 @@ def test_streaming_matches_cached(threshold, dtype, task, shape):
     threshold(1 << 62)
     ref = _call(task, x.copy(), labels, y, None)
     threshold(0)
+    gc.collect()                  # a block in a reference cycle would come back later
     xentc.empty_buffer_cache()
     # "new": xentc allocates the gradient (fresh pages: never streamed); "reused": from the
     # buffer cache (a dropped gradient's mapped pages: streamed when the cache holds it,

@@ -186,7 +186,7 @@ def _cache_bytes_from_env(raw):
     text = raw.strip()
     if not text:
         return None
-    if not text.isdigit() or int(text) > np.iinfo(np.intp).max:
+    if not (text.isascii() and text.isdigit()) or int(text) > np.iinfo(np.intp).max:
         raise ValueError(f"the environment variable XENTC_BUFFER_CACHE must be a whole number "
                          f"of bytes in [0, {np.iinfo(np.intp).max}], got {raw!r}")
     return int(text)

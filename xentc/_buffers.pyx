@@ -12,9 +12,11 @@
 # writes into a buffer the caller reuses (grad_out) 2-3x.  PyTorch's CUDA caching
 # allocator and jemalloc's retained pages answer the same cost the same way.
 #
-# How: a result of at least MIN_BYTES is an ndarray over a Block (this file's
-# buffer object; the array's base is a memoryview of it, so every view of the
-# result keeps the Block alive).  When the last reference goes, the Block's
+# How: a result of at least MIN_BYTES (and at most the capacity) is an ndarray
+# over a Block, this file's buffer object, which is the array's base (every view
+# of the result keeps it alive; Block has no __releasebuffer__, so NumPy keeps
+# the Block itself as the base, not a memoryview of it that the caller could
+# release).  When the last reference goes, the Block's
 # memory goes into a small free list instead of back to the allocator, up to
 # `max_bytes` in all (oldest entries evicted first); the next large result of a
 # size that fits takes it.  All of it runs with the GIL held and calls nothing
@@ -23,22 +25,29 @@
 # The memory is 64-byte aligned (whole cache lines, for the streaming stores) and,
 # on Linux, advised for transparent huge pages as NumPy does for its own arrays.
 
-from cpython.buffer cimport PyBUF_FORMAT
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.stdint cimport uintptr_t
+
+cdef extern from "Python.h":
+    Py_ssize_t PY_SSIZE_T_MAX
 
 import numpy as np
 
 cdef extern from *:
     """
+    #include <stdint.h>
     #if defined(__linux__)
     #include <sys/mman.h>
+    #include <unistd.h>
     #endif
     static void xentc_advise_huge(char *p, Py_ssize_t n) {
     #if defined(__linux__) && defined(MADV_HUGEPAGE)
         /* the whole pages inside [p, p + n), as NumPy's hugepage hint does */
-        uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-        uintptr_t e = ((uintptr_t)p + (uintptr_t)n) & ~(uintptr_t)4095;
+        long page = sysconf(_SC_PAGESIZE);
+        uintptr_t mask = page > 0 ? (uintptr_t)page - 1 : 4095;
+        uintptr_t a = ((uintptr_t)p + mask) & ~mask;
+        uintptr_t e = ((uintptr_t)p + (uintptr_t)n) & ~mask;
         if (e > a)
             madvise((void *)a, e - a, MADV_HUGEPAGE);   /* a hint: errors are ignored */
     #else
@@ -84,7 +93,7 @@ cdef void give_back(void *raw, char *data, Py_ssize_t size) noexcept:
     if size > max_bytes:
         PyMem_RawFree(raw)
         return
-    while n_free and (n_free == MAX_ENTRIES or held_bytes + size > max_bytes):
+    while n_free and (n_free == MAX_ENTRIES or size > max_bytes - held_bytes):
         PyMem_RawFree(free_raw[0])
         drop_entry(0)
     free_raw[n_free] = raw
@@ -108,7 +117,11 @@ cdef class Block:
             give_back(self.raw, self.data, self.size)
             self.raw = NULL
 
+    # No __releasebuffer__: with one, NumPy would make a memoryview of the Block
+    # the array's base, which the caller could release() while the array lives.
     def __getbuffer__(self, Py_buffer *buf, int flags):
+        if self.data == NULL:
+            raise BufferError("an empty xentc buffer block")
         buf.buf = self.data
         buf.obj = self
         buf.len = self.nbytes
@@ -118,13 +131,10 @@ cdef class Block:
         if flags & PyBUF_FORMAT:
             buf.format = b"B"
         buf.ndim = 1
-        buf.shape = &self.nbytes
-        buf.strides = &self.one
+        buf.shape = &self.nbytes if (flags & PyBUF_ND) == PyBUF_ND else NULL
+        buf.strides = &self.one if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
         buf.suboffsets = NULL
         buf.internal = NULL
-
-    def __releasebuffer__(self, Py_buffer *buf):
-        pass
 
 
 cdef Block new_block(Py_ssize_t nbytes):
@@ -134,7 +144,8 @@ cdef Block new_block(Py_ssize_t nbytes):
     cdef int i, best = -1
     cdef void *raw
     for i in range(n_free):
-        if nbytes <= free_size[i] <= 2 * nbytes and (best < 0 or free_size[i] < free_size[best]):
+        if (nbytes <= free_size[i] and free_size[i] - nbytes <= nbytes
+                and (best < 0 or free_size[i] < free_size[best])):
             best = i
     if best >= 0:
         b.raw, b.data, b.size = free_raw[best], free_data[best], free_size[best]
@@ -142,7 +153,7 @@ cdef Block new_block(Py_ssize_t nbytes):
         b.reused = True
         n_reused += 1
     else:
-        raw = PyMem_RawMalloc(nbytes + ALIGN)
+        raw = NULL if nbytes > PY_SSIZE_T_MAX - ALIGN else PyMem_RawMalloc(nbytes + ALIGN)
         if raw == NULL:
             raise MemoryError(f"xentc could not allocate {nbytes} bytes for a result")
         b.raw = raw
@@ -161,17 +172,23 @@ def empty(shape, dtype):
     for n in shape:
         count *= n
     nbytes = count * dtype.itemsize
-    if nbytes < MIN_BYTES or max_bytes == 0:
-        return np.empty(shape, dtype)
+    if nbytes < MIN_BYTES or nbytes > max_bytes:
+        return np.empty(shape, dtype)   # never cached: NumPy's own array
     return np.frombuffer(new_block(nbytes), dtype, count).reshape(shape)
+
+
+def block_of(arr):
+    """The Block under arr (the end of its chain of bases), or None."""
+    base = arr.base
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base if isinstance(base, Block) else None
 
 
 def reused(arr):
     """Whether arr's memory came from the cache with its pages already mapped."""
-    base = arr.base
-    while isinstance(base, np.ndarray):
-        base = base.base
-    return isinstance(base, memoryview) and isinstance(base.obj, Block) and base.obj.reused
+    block = block_of(arr)
+    return block is not None and block.reused
 
 
 def set_max_bytes(Py_ssize_t value):
