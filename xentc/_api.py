@@ -117,9 +117,9 @@ def set_buffer_cache(max_bytes):
 
     The cache holds at most `max_bytes` (default 1 GiB, or the environment
     variable ``XENTC_BUFFER_CACHE`` in bytes at import; the oldest results go
-    first) and at most 8 blocks. It never holds memory of a result that is
-    still referenced, and results the caller passes in (``grad_out``,
-    ``out``) are never touched.
+    first) and at most 8 blocks; a result larger than `max_bytes` is NumPy's
+    own array. It never holds memory of a result that is still referenced,
+    and arrays the caller passes in (``grad_out``, ``out``) are never touched.
 
     Parameters
     ----------
@@ -192,8 +192,9 @@ def _cache_bytes_from_env(raw):
     return int(text)
 
 
-if _cache_bytes_from_env(os.environ.get("XENTC_BUFFER_CACHE", "")) is not None:
-    _buffers.set_max_bytes(_cache_bytes_from_env(os.environ["XENTC_BUFFER_CACHE"]))
+_env_cache_bytes = _cache_bytes_from_env(os.environ.get("XENTC_BUFFER_CACHE", ""))
+if _env_cache_bytes is not None:
+    _buffers.set_max_bytes(_env_cache_bytes)
 
 
 # --------------------------------------------------------------------------

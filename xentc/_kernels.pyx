@@ -159,14 +159,15 @@ ctypedef fused any_int:
 # Below this many elements per thread, starting a thread costs more than it saves.
 cdef Py_ssize_t MIN_ELEMENTS_PER_THREAD = 1 << 15
 
-# A gradient the caller passed (grad_out, not the logits) of at least this many
-# bytes is written with streaming stores (see stream_scratch in
-# _xentc_rows_impl.h): it would not stay in the cache anyway, and a smaller one
-# may be read again while it is there.  Not a gradient of our own: its pages are
-# new, the kernel zeroes each on its first write, and streaming stores over
-# those zeroed lines were no faster (C harness, 2-vCPU Xeon, float32 sparse
-# loss+grad 8192 x 32000 on fresh pages, min per round: 0.53-0.72 ns/logit
-# through the cache, 0.67-0.75 streamed).
+# A gradient the caller passed (grad_out, not the logits), or one of ours in
+# memory from the buffer cache (_buffers.pyx), of at least this many bytes is
+# written with streaming stores (see stream_scratch in _xentc_rows_impl.h): it
+# would not stay in the cache anyway, and a smaller one may be read again while
+# it is there.  Not a gradient of ours on fresh pages: the OS zeroes each on its
+# first write, and streaming stores over those zeroed lines were no faster (C
+# harness, 2-vCPU Xeon, float32 sparse loss+grad 8192 x 32000 on fresh pages,
+# min per round: 0.53-0.72 ns/logit through the cache, 0.67-0.75 streamed).
+# The caller (_api._streamable) says which it is.
 cdef Py_ssize_t STREAM_BYTES = 1 << 25
 cdef Py_ssize_t STREAMED_CALLS = 0   # calls that streamed (tests: that the path is taken)
 
@@ -246,7 +247,7 @@ def dense_xent(const floating[:, ::1] logits, const floating[:, ::1] labels,
     With `invalid` (n_rows flags) the same pass also flags rows whose labels are
     not a distribution (a negative or NaN label, or a sum off 1 by more than rtol);
     with `lse` it writes each row's log-sum-exp; `mask` (where=) as in softmax.
-    stream: grad is the caller's array (see STREAM_BYTES).
+    stream: grad is the caller's array or from the buffer cache (see STREAM_BYTES).
     """
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
@@ -345,7 +346,8 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
                 const uint8_t[:, ::1] mask=None, bint stream=False):
     """loss[i] and (unless grad is None) grad[i, :] for class indices (checked
     to lie in [0, n_classes) by the caller); grad may be logits; with `lse`
-    each row's log-sum-exp too; stream: grad is the caller's array (see STREAM_BYTES)."""
+    each row's log-sum-exp too; stream: grad is the caller's array or from the buffer
+    cache (see STREAM_BYTES)."""
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
     cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
