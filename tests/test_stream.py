@@ -93,7 +93,8 @@ def test_streaming_matches_cached(threshold, dtype, task, shape):
         grad_out = _buffer(x.shape, dtype, offset) if isinstance(offset, int) else None
         before = _kernels._streamed_calls()
         got = _call(task, x.copy(), labels, y, grad_out)
-        streamed = isinstance(offset, int) or (offset == "reused" and x.nbytes >= _buffers.min_bytes())
+        streamed = isinstance(offset, int) or (
+            offset == "reused" and x.nbytes >= _buffers.min_bytes())
         assert _buffers.reused(got[1]) == (streamed and grad_out is None)
         assert _kernels._streamed_calls() - before == streamed
         for r, g, what in zip(ref, got, ("loss", "grad", "lse")):

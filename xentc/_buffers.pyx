@@ -16,11 +16,11 @@
 # over a Block, this file's buffer object, which is the array's base (every view
 # of the result keeps it alive; Block has no __releasebuffer__, so NumPy keeps
 # the Block itself as the base, not a memoryview of it that the caller could
-# release).  When the last reference goes, the Block's
-# memory goes into a small free list instead of back to the allocator, up to
-# `max_bytes` in all (oldest entries evicted first); the next large result of a
-# size that fits takes it.  All of it runs with the GIL held and calls nothing
-# that could release it, so Python threads see a consistent list.
+# release).  When the last reference goes, the Block's memory goes into a small
+# free list instead of back to the allocator, up to `max_bytes` in all (oldest
+# entries evicted first); the next large result of a size that fits takes it.
+# All of it runs with the GIL held and calls nothing that could release it, so
+# Python threads see a consistent list.
 #
 # The memory is 64-byte aligned (whole cache lines, for the streaming stores) and,
 # on Linux, advised for transparent huge pages as NumPy does for its own arrays.
@@ -31,6 +31,8 @@ from libc.stdint cimport uintptr_t
 
 cdef extern from "Python.h":
     Py_ssize_t PY_SSIZE_T_MAX
+
+import math
 
 import numpy as np
 
@@ -65,14 +67,19 @@ cdef Py_ssize_t ALIGN = 64
 cdef enum:
     MAX_ENTRIES = 8
 
-# The free list: entries [0, n_free), oldest first.
+# The free list: entries [0, n_free), oldest first (the allocator's pointer and the
+# bytes usable from its aligned start).
 cdef void *free_raw[MAX_ENTRIES]
-cdef char *free_data[MAX_ENTRIES]
 cdef Py_ssize_t free_size[MAX_ENTRIES]
 cdef int n_free = 0
 cdef Py_ssize_t held_bytes = 0
 cdef Py_ssize_t max_bytes = 1 << 30
 cdef Py_ssize_t n_reused = 0       # results served from the list (tests, show_config)
+
+
+cdef inline char *aligned(void *raw) noexcept:
+    """The first ALIGN-byte boundary in a block from PyMem_RawMalloc(size + ALIGN)."""
+    return <char *>((<uintptr_t>raw + ALIGN - 1) & ~<uintptr_t>(ALIGN - 1))
 
 
 cdef void drop_entry(int i) noexcept:
@@ -82,22 +89,24 @@ cdef void drop_entry(int i) noexcept:
     held_bytes -= free_size[i]
     for j in range(i, n_free - 1):
         free_raw[j] = free_raw[j + 1]
-        free_data[j] = free_data[j + 1]
         free_size[j] = free_size[j + 1]
     n_free -= 1
 
 
-cdef void give_back(void *raw, char *data, Py_ssize_t size) noexcept:
+cdef void free_oldest() noexcept:
+    PyMem_RawFree(free_raw[0])
+    drop_entry(0)
+
+
+cdef void give_back(void *raw, Py_ssize_t size) noexcept:
     """A Block's memory, no longer referenced: keep it (evicting the oldest) or free it."""
     global n_free, held_bytes
     if size > max_bytes:
         PyMem_RawFree(raw)
         return
     while n_free and (n_free == MAX_ENTRIES or size > max_bytes - held_bytes):
-        PyMem_RawFree(free_raw[0])
-        drop_entry(0)
+        free_oldest()
     free_raw[n_free] = raw
-    free_data[n_free] = data
     free_size[n_free] = size
     n_free += 1
     held_bytes += size
@@ -114,7 +123,7 @@ cdef class Block:
 
     def __dealloc__(self):
         if self.raw != NULL:
-            give_back(self.raw, self.data, self.size)
+            give_back(self.raw, self.size)
             self.raw = NULL
 
     # No __releasebuffer__: with one, NumPy would make a memoryview of the Block
@@ -148,7 +157,7 @@ cdef Block new_block(Py_ssize_t nbytes):
                 and (best < 0 or free_size[i] < free_size[best])):
             best = i
     if best >= 0:
-        b.raw, b.data, b.size = free_raw[best], free_data[best], free_size[best]
+        b.raw, b.size = free_raw[best], free_size[best]
         drop_entry(best)
         b.reused = True
         n_reused += 1
@@ -157,9 +166,9 @@ cdef Block new_block(Py_ssize_t nbytes):
         if raw == NULL:
             raise MemoryError(f"xentc could not allocate {nbytes} bytes for a result")
         b.raw = raw
-        b.data = <char *>((<uintptr_t>raw + ALIGN - 1) & ~<uintptr_t>(ALIGN - 1))
         b.size = nbytes
-        xentc_advise_huge(b.data, nbytes)
+        xentc_advise_huge(aligned(raw), nbytes)
+    b.data = aligned(b.raw)
     b.nbytes = nbytes
     b.one = 1
     return b
@@ -168,9 +177,7 @@ cdef Block new_block(Py_ssize_t nbytes):
 def empty(shape, dtype):
     """An uninitialised C-contiguous array, from the buffer cache when it is large enough."""
     dtype = np.dtype(dtype)
-    count = 1
-    for n in shape:
-        count *= n
+    count = math.prod(shape)
     nbytes = count * dtype.itemsize
     if nbytes < MIN_BYTES or nbytes > max_bytes:
         return np.empty(shape, dtype)   # never cached: NumPy's own array
@@ -197,8 +204,7 @@ def set_max_bytes(Py_ssize_t value):
     cdef Py_ssize_t old = max_bytes
     max_bytes = value
     while n_free and held_bytes > max_bytes:
-        PyMem_RawFree(free_raw[0])
-        drop_entry(0)
+        free_oldest()
     return old
 
 
@@ -206,8 +212,7 @@ def clear():
     """Free every dropped result the cache holds; return the bytes freed."""
     cdef Py_ssize_t freed = held_bytes
     while n_free:
-        PyMem_RawFree(free_raw[0])
-        drop_entry(0)
+        free_oldest()
     return freed
 
 
