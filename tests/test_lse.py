@@ -45,3 +45,29 @@ def test_lse_for_a_single_row_is_a_scalar_and_follows_axis():
 def test_return_lse_must_be_a_flag():
     with pytest.raises(TypeError, match="return_lse must be True or False"):
         xentc.sparse_softmax_cross_entropy_with_logits([0], [[1.0, 2.0]], return_lse="yes")
+
+
+@pytest.mark.parametrize("c", [4, 8, 10, 13, 16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_few_class_plain_call_equals_the_call_with_lse(c, dtype, with_grad):
+    """The plain few-class losses (and sparse loss+grad) run a copy of the kernel compiled with
+    the log-sum-exp output, weights and smoothing as constants; the call with return_lse runs
+    the general one.  Both must give the same bits, over full groups of rows and a partial one."""
+    rng = np.random.default_rng(100 + c)
+    x = (rng.normal(size=(37, c)) * 4).astype(dtype)
+    x[5, 1] = np.nan
+    x[6] = -np.inf
+    x[7, 2] = np.inf
+    x[8, :2] = x[8].max()          # a tie of the max
+    labels = rng.integers(0, c, 37)
+    y = np.eye(c, dtype=dtype)[labels]
+    for fn, lab in ((xentc.sparse_softmax_cross_entropy_with_logits, labels),
+                    (xentc.softmax_cross_entropy_with_logits, y)):
+        plain = fn(lab, x, return_grad=with_grad)
+        with_lse = fn(lab, x, return_grad=with_grad, return_lse=True)
+        plain = plain if with_grad else (plain,)
+        for got, want in zip(plain, with_lse[:-1]):
+            assert np.array_equal(got, want, equal_nan=True)
+        want = reference.logsumexp(x.astype(np.float64))
+        assert_close(with_lse[-1], want, x.dtype)
