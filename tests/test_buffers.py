@@ -202,7 +202,7 @@ def test_off_and_empty():
     assert _info() == {"max_bytes": 0, "held_bytes": 0, "held_blocks": 0,
                        "reused_results": _info()["reused_results"]}
     g = _grad(x, labels)
-    assert _buffers.block_of(g) is None                    # off: NumPy's memory
+    assert _buffers.block_of(g) is None         # off: NumPy's memory
     del g
     assert _info()["held_blocks"] == 0
 
