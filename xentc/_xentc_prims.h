@@ -121,6 +121,41 @@ static inline __attribute__((always_inline)) void SUF(transpose)(__m512d *r) {
     }
 }
 
+/* The last one or two columns (w) at x of nr <= 8 rows of n >= 9 doubles,
+ * without a transpose of 8 mostly empty columns: row i's elements go to
+ * lanes 2i (and 2i + 1) of a (rows 0-3) or b (rows 4-7) by a masked load
+ * from x + i n - 2i (inside the rows: n - 2 > 0; the masked-off lanes read
+ * nothing), and one permute per column picks its lanes.  C harness, one core
+ * of a Zen 4 VM, 32768 x 10 in cache, ns/logit: float64 dense loss 1.10 ->
+ * 1.05, sparse loss 0.845 -> 0.841; with store_pairs sparse loss+grad 1.46
+ * -> 1.43. */
+static inline __attribute__((always_inline)) void SUF(load_pairs)(const T *x, ptrdiff_t n, ptrdiff_t nr,
+                                                                   ptrdiff_t w, VT *cols) {
+    __m512d a = _mm512_setzero_pd(), b = _mm512_setzero_pd();
+    __mmask8 lanes = w == 2 ? 3 : 1;
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < 4; i++) {
+        if (i < nr) a = _mm512_mask_loadu_pd(a, (__mmask8)(lanes << (2 * i)), x + i * n - 2 * i);
+        if (i + 4 < nr) b = _mm512_mask_loadu_pd(b, (__mmask8)(lanes << (2 * i)), x + (i + 4) * n - 2 * i);
+    }
+    cols[0] = (VT)_mm512_permutex2var_pd(a, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14), b);
+    if (w == 2) cols[1] = (VT)_mm512_permutex2var_pd(a, _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15), b);
+}
+
+/* store_pairs, the inverse (masked stores: nothing else is written) */
+static inline __attribute__((always_inline)) void SUF(store_pairs)(T *g, ptrdiff_t n, ptrdiff_t nr,
+                                                                    ptrdiff_t w, const VT *cols) {
+    __m512d c1 = w == 2 ? (__m512d)cols[1] : _mm512_setzero_pd();
+    __m512d a = _mm512_permutex2var_pd((__m512d)cols[0], _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11), c1);
+    __m512d b = _mm512_permutex2var_pd((__m512d)cols[0], _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15), c1);
+    __mmask8 lanes = w == 2 ? 3 : 1;
+    _Pragma("GCC unroll 4")
+    for (int i = 0; i < 4; i++) {
+        if (i < nr) _mm512_mask_storeu_pd(g + i * n - 2 * i, (__mmask8)(lanes << (2 * i)), a);
+        if (i + 4 < nr) _mm512_mask_storeu_pd(g + (i + 4) * n - 2 * i, (__mmask8)(lanes << (2 * i)), b);
+    }
+}
+
 /* The n (8 <= n <= 16) columns of a group of nr <= 8 rows of n doubles, as
  * for floats above: per 8 columns, masked row loads (rows past nr and columns
  * past n read nothing) and a transpose. */
@@ -129,6 +164,10 @@ static inline __attribute__((always_inline)) void SUF(load_cols)(const T *x, ptr
     _Pragma("GCC unroll 2")
     for (ptrdiff_t c0 = 0; c0 < 16; c0 += 8) {
         if (c0 >= n) break;
+        if (n - c0 <= 2) {   /* one or two columns left: see load_pairs */
+            SUF(load_pairs)(x + c0, n, nr, n - c0, cols + c0);
+            break;
+        }
         __m512d r[8];
         __mmask8 row = n - c0 >= 8 ? (__mmask8)0xff : XT_MASK(n - c0);
         _Pragma("GCC unroll 8")
@@ -147,6 +186,10 @@ static inline __attribute__((always_inline)) void SUF(store_cols)(T *g, ptrdiff_
     _Pragma("GCC unroll 2")
     for (ptrdiff_t c0 = 0; c0 < 16; c0 += 8) {
         if (c0 >= n) break;
+        if (n - c0 <= 2) {
+            SUF(store_pairs)(g + c0, n, nr, n - c0, cols + c0);
+            break;
+        }
         __m512d r[8];
         __mmask8 row = n - c0 >= 8 ? (__mmask8)0xff : XT_MASK(n - c0);
         _Pragma("GCC unroll 8")
