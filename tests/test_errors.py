@@ -98,7 +98,13 @@ def test_sparse_shape_mismatch_names_both_shapes(labels_shape):
     (np.array([5, -30000], dtype=np.int16), (2, 40000),
      "labels[1] = -30000 is outside the valid range [0, 40000)"),
 ])
-def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, expected):
+@pytest.mark.parametrize("scan_limit", [None, 0])
+def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, expected, scan_limit,
+                                                               monkeypatch):
+    # scan_limit 0: the check that takes NumPy's max (or min and max) first,
+    # which more than _SCAN_LABELS labels take, on these few labels too
+    if scan_limit is not None:
+        monkeypatch.setattr(xentc._api, "_SCAN_LABELS", scan_limit)
     logits = np.zeros(shape)
     out, grad_out = sentinel(shape[:-1]), sentinel(shape)
     with pytest.raises(ValueError) as exc:
@@ -115,6 +121,17 @@ def test_narrow_labels_in_range_pass(dtype, n):
     loss = sparse(labels, logits)
     ref = np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(3), labels.astype(np.int64)]
     np.testing.assert_allclose(loss, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_rows", [1024, 1025, 5000])   # up to _SCAN_LABELS the scan alone
+@pytest.mark.parametrize("bad", [-1, 5])
+def test_sparse_label_out_of_range_in_many_rows(n_rows, bad):
+    labels = np.random.default_rng(2).integers(0, 5, n_rows)
+    labels[n_rows - 3] = bad
+    labels[n_rows - 1] = 7   # only the first bad label is named
+    with pytest.raises(ValueError, match=re.escape(f"labels[{n_rows - 3}] = {bad} is outside")):
+        sparse(labels, np.zeros((n_rows, 5), np.float32))
+    assert xentc._api._SCAN_LABELS == 1024
 
 
 def test_sparse_label_out_of_range_for_one_row():

@@ -254,8 +254,20 @@ def _asarray(name, data):
         raise ValueError(f"{name} could not be converted to an array: {e}") from None
 
 
+# _dtypes' answers by input dtype (a dict lookup is a fifth of the branches'
+# cost; a few microseconds per call matter to training loops of small batches)
+_DTYPE_POLICY = {}
+
+
 def _dtypes(name, dtype):
     """(computation dtype, result dtype) for an input array of this dtype."""
+    policy = _DTYPE_POLICY.get(dtype)
+    if policy is None:
+        policy = _DTYPE_POLICY[dtype] = _dtype_policy(name, dtype)
+    return policy
+
+
+def _dtype_policy(name, dtype):
     if dtype.kind == "f":
         if dtype.itemsize == 2:
             return _F32, np.dtype(np.float16)
@@ -290,6 +302,8 @@ def _axis_last(a, axis):
 
 
 def _normalize_axis(axis, ndim, name="logits"):
+    if type(axis) is int and -ndim <= axis < ndim:   # the common case, without the ABC checks
+        return axis % ndim
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis must be an integer, got {axis!r}")
     axis = operator.index(axis)
@@ -311,7 +325,7 @@ class _Rows:
     """
 
     def __init__(self, name, data, axis, cdtype=None, materialize=True):
-        self.arr = _asarray(name, data)
+        self.arr = data if type(data) is np.ndarray else _asarray(name, data)
         if self.arr.ndim == 0:
             raise ValueError(
                 f"{name} must have at least one dimension (the classes), got a 0-d array"
@@ -494,6 +508,10 @@ def _raise_invalid_labels(lb, invalid, rtol):
     )
 
 
+_SCAN_LABELS = 1024
+_UNSIGNED = {k: np.dtype(f"u{k}") for k in (1, 2, 4, 8)}
+
+
 def _check_sparse_shape(lab, lg):
     """Integer labels must have the shape of the logits without the class axis."""
     if lab.shape != lg.batch_shape:
@@ -512,19 +530,22 @@ def _sparse_labels(labels, lg):
             "probabilities (one-hot or soft labels) use softmax_cross_entropy_with_logits"
         )
     _check_sparse_shape(lab, lg)
-    flat = _c_aligned(lab, dtype=lab.dtype.newbyteorder("=")).reshape(-1)
+    dtype = lab.dtype if lab.dtype.isnative else lab.dtype.newbyteorder("=")
+    flat = _c_aligned(lab, dtype=dtype).reshape(-1)
     # One NumPy (SIMD) max over the labels as unsigned integers, where a
     # negative label is 2^(bits - 1) or more, clears the common case (65536
     # int64 labels: 0.012 ms; min and max 0.019, the scalar pass 0.042); the
     # scalar pass finds the first bad label.  Narrow signed labels with more
-    # classes than that (int8 labels, 300 classes) take min and max.
+    # classes than that (int8 labels, 300 classes) take min and max.  Up to
+    # _SCAN_LABELS labels the scalar pass alone is quicker than the max's
+    # call (64 labels: 0.45 us against 1.7 for the view and max).
     n = lg.n_classes
-    if not flat.size:
-        out_of_range = False
+    if flat.size <= _SCAN_LABELS:
+        out_of_range = flat.size > 0
     elif flat.dtype.kind == "i" and n > 1 << (8 * flat.itemsize - 1):
         out_of_range = int(flat.min()) < 0 or int(flat.max()) >= n
     else:
-        out_of_range = int(flat.view(np.dtype(f"u{flat.itemsize}")).max()) >= n
+        out_of_range = int(flat.view(_UNSIGNED[flat.itemsize]).max()) >= n
     if out_of_range:
         bad = _kernels.first_label_out_of_range(flat, lg.n_classes)
     else:
