@@ -372,8 +372,8 @@ def categorical_crossentropy(target, output, *, from_logits=False, axis=-1, epsi
     >>> target = [[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]
     >>> xentc.categorical_crossentropy(target, [[0.7, 0.1, 0.1, 0.1], [0.73, 0.26, 0.005, 0.005]])
     array([0.35667494, 0.31471074])
-    >>> float(xentc.categorical_crossentropy([0.0, 1.0], [2.0, 3.0], from_logits=True))
-    0.3132616875182228
+    >>> print(f"{xentc.categorical_crossentropy([0.0, 1.0], [2.0, 3.0], from_logits=True):.12f}")
+    0.313261687518
     """
     from_logits, eps, n_threads, t_arr, out_arr = _keras_arguments(
         target, output, from_logits, epsilon, num_threads)
