@@ -339,7 +339,16 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * Left out where it did not pay: loops that keep their terms (eo: loss+grad,
  * 0.39-0.40 -> 0.41-0.42 ns/logit), rows shorter than a block (16384 x
  * 1000: no faster, perhaps slower) and AVX2
- * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine). */
+ * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine).
+ * Dense labels (two streams) take it in rows shorter than a block too, from
+ * 2 KiB: C harness, one core of a 2-vCPU AMD EPYC (Zen 4) VM, out of cache,
+ * builds alternated, min ns/logit of the dense loss: float32 16384 x 1000
+ * 0.483 -> 0.406, 4096 x 4000 (its second block) 0.453 -> 0.351, 32768 x
+ * 600 0.553 -> 0.488; float64 16384 x 1000 0.860 -> 0.814, 65536 x 300
+ * 1.110 -> 1.048; shorter rows no faster or slower (float32 65536 x 300
+ * 0.617 -> 0.634, 65536 x 100 1.18 -> 1.26; float64 65536 x 200 1.19
+ * either way).  The sparse loss of short rows was slower with it (float32
+ * 16384 x 1000 0.305 -> 0.314, float64 0.631 -> 0.678). */
 #undef XT_PF_FAR
 #define XT_PF_FAR (32768 / TBYTES)
 
@@ -386,7 +395,8 @@ static inline __attribute__((always_inline)) void SUF(stats_loop)(SUF(vsums) *a,
                                                                   ptrdiff_t j0, ptrdiff_t n, VT vbm, int mode,
                                                                   T *eo, int guard, ptrdiff_t jt) {
     ptrdiff_t j = 0, npairs = n / (2 * NL) * (2 * NL);   /* two vectors per prefetch: one per line for VBYTES 32 */
-    int far = VBYTES > 32 && !eo && n == BLOCK;   /* XT_PF_FAR */
+    int far = VBYTES > 32 && !eo   /* XT_PF_FAR */
+              && (n == BLOCK || ((mode == 1 || mode == 2) && n * TBYTES >= 2048));
     if (jt < 0) {
         for (; j < npairs; j += 2 * NL) SUF(stats_pair)(a, x, L, j0, j, vbm, mode, eo, guard, 1, far);
     } else {
