@@ -113,8 +113,11 @@ def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, ex
     assert_sentinel(out, grad_out)
 
 
+@pytest.mark.parametrize("scan_limit", [None, 0])   # as above: the scan alone, and NumPy's min and max
 @pytest.mark.parametrize("dtype,n", [(np.int8, 300), (np.int8, 128), (np.int16, 40000), (np.uint8, 256)])
-def test_narrow_labels_in_range_pass(dtype, n):
+def test_narrow_labels_in_range_pass(dtype, n, scan_limit, monkeypatch):
+    if scan_limit is not None:
+        monkeypatch.setattr(xentc._api, "_SCAN_LABELS", scan_limit)
     # the largest and smallest valid labels of narrow dtypes with many classes
     labels = np.array([0, np.iinfo(dtype).max if np.iinfo(dtype).max < n else n - 1, 1], dtype=dtype)
     logits = np.random.default_rng(3).normal(size=(3, n))

@@ -124,20 +124,26 @@ def test_confident_rows_keep_their_tiny_loss_gradient_and_log_probability(dtype)
 @pytest.mark.parametrize("n_classes", [5, 10, 16, 50])   # the few-class kernels' log1p; 50: libm's
 @pytest.mark.parametrize("dtype", [F32, F64])
 def test_log1p_of_one_term_is_within_a_few_ulp(dtype, n_classes):
-    # rows [0, z, -inf, ...] with label 0 have loss log1p(exp(z)) and lse the
-    # same: the few-class kernels' vector log1p (taken from s = exp(z), not
-    # from 1 + s) over z from the smallest term to 0, and at s near the
-    # boundaries of its reduction (sqrt 2 - 1, 1/2, 1/4) and tiny s.
-    # Reference in long double where it is wider than float64 (x86-64).
+    # rows of k ties at the max 0, one term z and -inf elsewhere, label 0: s =
+    # (k - 1) + exp(z) (the ties are counted exactly), loss = lse = log(k +
+    # exp(z)); k = 1 takes the few-class kernels' vector log1p (taken from s,
+    # not from 1 + s) over z from the smallest term to 0, with s near sqrt 2 -
+    # 1 (where its reduction switches) and tiny s; k up to 15 covers s up to
+    # 15 (every exponent e of 1 + s up to 4).  Reference in long double where
+    # it is wider than float64 (x86-64).
     lo = -745.0 if dtype == F64 else -103.0
-    z = np.concatenate([np.linspace(lo, 0.0, 100001),
-                        np.log([np.sqrt(2) - 1, 0.5, 0.25, 2.0**-30, 2.0**-60])]).astype(dtype)
+    z1 = np.concatenate([np.linspace(lo, 0.0, 100001),
+                         np.log([np.sqrt(2) - 1, 2.0**-30, 2.0**-60])])
+    zk = np.linspace(-40.0, 0.0, 4001)
+    ks = [k for k in (2, 3, 4, 7, 8, 9, 10, 15) if k < n_classes]
+    z = np.concatenate([z1] + [zk] * len(ks)).astype(dtype)
+    k = np.concatenate([np.ones(z1.size, int)] + [np.full(zk.size, k) for k in ks])
     x = np.full((z.size, n_classes), -np.inf, dtype)
-    x[:, 0] = 0
-    x[:, n_classes // 2] = z
+    x[np.arange(n_classes) < k[:, None]] = 0
+    x[:, n_classes - 1] = z
     label = np.zeros(z.size, int)
     wide = np.longdouble if np.finfo(np.longdouble).nmant > 52 else np.float64
-    want = np.log1p(np.exp(z.astype(wide)))
+    want = np.log1p((k - 1) + np.exp(z.astype(wide)))
     ulp = np.spacing(want.astype(dtype)).astype(wide)
     normal = want > np.finfo(dtype).tiny
     # the exp of the term (up to 1.06 ulp in float32 on AVX-512) and log1p's
@@ -151,7 +157,8 @@ def test_log1p_of_one_term_is_within_a_few_ulp(dtype, n_classes):
         ("lse", xentc.sparse_softmax_cross_entropy_with_logits(label, x, return_lse=True)[1]),
     ]:
         err = np.abs(got.astype(wide) - want)[normal] / ulp[normal]
-        assert err.max() <= bound, (name, float(err.max()), float(z[normal][err.argmax()]))
+        assert err.max() <= bound, (name, float(err.max()), float(z[normal][err.argmax()]),
+                                    int(k[normal][err.argmax()]))
 
 
 @pytest.mark.parametrize("dtype", [F32, F64])

@@ -133,9 +133,9 @@ def exp(floating[::1] x, floating[::1] out):
 
 def exp_sum(floating[::1] x, floating[::1] out):
     """out = exp(x) * 2**64 for x <= 0 (0 at and below about -132.05 for
-    float32, -753.1 for float64) with the exp the row kernels use for the terms
-    of a row's sum (Horner form, scaled by 2**64 so that the terms are normal
-    numbers but for the last few above those bounds; for tests)."""
+    float32, -132.066 on AVX-512, and -753.1 for float64) with the exp the row
+    kernels use for the terms of a row's sum (scaled by 2**64 so that the terms
+    are normal numbers but for the last few above those bounds; for tests)."""
     if out.shape[0] != x.shape[0]:
         raise ValueError(f"out must have x's length {x.shape[0]}, got {out.shape[0]}")
     if x.shape[0] == 0:

@@ -74,8 +74,8 @@ static inline VF ISUF(vexpf_core)(VF x) {
  * correctly rounded (checked with mpmath), picked by one vpermps (it reads
  * the low 4 bits of t's lanes), q(r) = r + r^2 (1/2 + r/6) (Taylor: r^4 / 24
  * <= 9.2e-9, 0.08 ulp): 8 multiply-adds instead of 10 for a permute and a
- * shift; zeros and denormals where they are above (k >> 4 = 0 for x <=
- * -132.06).  Error up to 1.06 ulp over every float in [-132, 0] whose
+ * shift; denormals where they are above, and zeros from x < -132.066 (k
+ * >> 4 = 0; -132.05 above).  Error up to 1.06 ulp over every float in [-132, 0] whose
  * result is normal (0.88 for the polynomial; the table's rounding adds).  C
  * harness, one Zen 4 core, float32 ns/logit: sparse loss 256 x 1000 (in
  * cache) 0.291 -> 0.261, 64 x 32000 0.241 -> 0.213, 32768 x 10 0.457 ->

@@ -82,7 +82,7 @@ static void ISUF(exp_f32)(const float *x, float *y, ptrdiff_t n) {
 }
 
 /* the row kernels' terms of a sum, exp(x) 2^64 for float (x <= 0; 0 at and
- * below -132.05), through the kernels' own helper (tests) */
+ * below about -132.05; -132.066 on AVX-512), through the kernels' own helper (tests) */
 static void ISUF(exp_sum_f32)(const float *x, float *y, ptrdiff_t n) {
     for (ptrdiff_t j = 0; j < n; j += VBYTES / 4) {
         VF v = {0};

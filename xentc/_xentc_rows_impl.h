@@ -337,8 +337,8 @@ static inline __attribute__((always_inline)) VT SUF(stats_step)(SUF(vsums) *a, V
  * (0.212-0.306 -> 0.203-0.288), the sixth an outlier (0.215 -> 0.415).  In a
  * sweep (2048 x 32000) 24, 48, 64 and 96 KiB ahead did about as well as 32.
  * Left out where it did not pay: loops that keep their terms (eo: loss+grad,
- * 0.39-0.40 -> 0.41-0.42 ns/logit), rows shorter than a block (16384 x
- * 1000: no faster, perhaps slower) and AVX2
+ * 0.39-0.40 -> 0.41-0.42 ns/logit), rows shorter than a block (the sparse
+ * loss of 16384 x 1000: no faster, perhaps slower; see below) and AVX2
  * (blocks of 4 KiB; 2048 x 32000 0.19-0.22 either way on this machine).
  * Dense labels (two streams) take it in rows shorter than a block too, from
  * 2 KiB: C harness, one core of a 2-vCPU AMD EPYC (Zen 4) VM, out of cache,
@@ -1060,7 +1060,7 @@ static inline VIT SUF(row_offsets)(ptrdiff_t n) {
 /* NL int64 labels */
 typedef int64_t SUF(v64) __attribute__((vector_size(NL * 8)));
 
-/* log1p(s) for finite s >= 0, lane-wise: log(1 + s) = e ln 2 + log(f) with
+/* log1p(s) for 0 <= s < 32 (a row's sum without its max term), lane-wise: log(1 + s) = e ln 2 + log(f) with
  * 1 + s = 2^e f, f in [sqrt(1/2), sqrt(2)) (e and f from the bits of u = 1 +
  * s rounded), log(f) = 2 atanh(t) = 2t + 2t t^2 P(t^2), |t| <= 0.172, and
  *   t = (f - 1) / (f + 1) = (s + (1 - 2^e)) / (s + (1 + 2^e)) = a / b,
@@ -1072,7 +1072,8 @@ typedef int64_t SUF(v64) __attribute__((vector_size(NL * 8)));
  * float also adds t - t0 (t0 = a / b rounded, about an ulp off):
  *   t - t0 = ((a - t0 b) - t0 b_err) / b
  * from the division's residual (exact: fma_residual), b's rounding error
- * (Fast2Sum, 1 + 2^e > s) and 1 / b = (1 - t0) 2^-(e+1) (b - a = 2^(e+1));
+ * (Fast2Sum, exact as 1 + 2^e, in [2^e, 2^(e+1)), has no smaller exponent
+ * than s < 2^(e+1)) and 1 / b = (1 - t0) 2^-(e+1) (b - a = 2^(e+1));
  * a's own rounding (e >= 1 only, where e ln 2 dominates) is left.  The loss
  * of a row [0, z, -inf, ...], log1p(exp(z)), is then within 2.1 ulp on
  * AVX-512 (1.7 on AVX2) where t0 alone gave 3.6 (test_numerics), for 0.430
@@ -1251,8 +1252,8 @@ static inline __attribute__((always_inline)) void SUF(lane_stats)(const T *x, co
 }
 
 /* A group's loss waits, with up to XT_BATCH - 1 others, for its log1p(s):
- * loss = P log1p(s) + Q and lse = log1p(s) + QL lane by lane.  log1p (two
- * divisions and a polynomial, some 50 cycles of latency) would otherwise end
+ * loss = P log1p(s) + Q and lse = log1p(s) + QL lane by lane.  log1p (a
+ * division and a polynomial, some 50 cycles of latency) would otherwise end
  * every group's chain of latencies; a batch's are independent and overlap.
  * (C harness, one core, 10 float32 classes in cache: sparse loss 0.98 -> 0.81 ns
  * per logit, dense 1.08 -> 0.93.) */
