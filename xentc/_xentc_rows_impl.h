@@ -1060,9 +1060,24 @@ static inline VIT SUF(row_offsets)(ptrdiff_t n) {
 /* NL int64 labels */
 typedef int64_t SUF(v64) __attribute__((vector_size(NL * 8)));
 
-/* log1p(s) for 0 <= s < 32 (a row's sum without its max term), lane-wise: log(1 + s) = e ln 2 + log(f) with
- * 1 + s = 2^e f, f in [sqrt(1/2), sqrt(2)) (e and f from the bits of u = 1 +
- * s rounded), log(f) = 2 atanh(t) = 2t + 2t t^2 P(t^2), |t| <= 0.172, and
+/* a - t b, exactly (t b close to a): one FMA, or without a fast one Dekker's
+ * exact product t b = p + p_err (Veltkamp's splits) and a - p (Sterbenz) */
+static inline VT SUF(fma_residual)(VT a, VT t, VT b) {
+#if ISA_KIND == 2 || ISA_KIND == 3 || XT_FAST_FMA
+    return SUF(fmadd)(-t, b, a);
+#else
+    const T split = TBYTES == 4 ? 4097.0f : 134217729.0;   /* 2^12 + 1, 2^27 + 1 */
+    VT ct = t * split, cb = b * split;
+    VT th = ct - (ct - t), tl = t - th, bh = cb - (cb - b), bl = b - bh;
+    VT p = t * b, p_err = ((th * bh - p) + th * bl + tl * bh) + tl * bl;
+    return (a - p) - p_err;
+#endif
+}
+
+/* log1p(s) for 0 <= s < 32 (a row's sum without its max term), lane-wise:
+ * log(1 + s) = e ln 2 + log(f) with 1 + s = 2^e f, f in [sqrt(1/2),
+ * sqrt(2)) (e and f from the bits of u = 1 + s rounded), log(f) = 2
+ * atanh(t) = 2t + 2t t^2 P(t^2), |t| <= 0.172, and
  *   t = (f - 1) / (f + 1) = (s + (1 - 2^e)) / (s + (1 + 2^e)) = a / b,
  * taken from s itself, not from u: 1 - 2^e and 1 + 2^e are exact, a is s
  * itself at e = 0 (so tiny s come back exactly) and exact where it cancels
@@ -1079,20 +1094,6 @@ typedef int64_t SUF(v64) __attribute__((vector_size(NL * 8)));
  * AVX-512 (1.7 on AVX2) where t0 alone gave 3.6 (test_numerics), for 0.430
  * -> 0.448 ns/logit (float32 sparse loss, 32768 x 10, as above).  float64
  * (2.4 ulp with t0 alone) keeps its speed. */
-/* a - t b, exactly (t b close to a): one FMA, or without a fast one Dekker's
- * exact product t b = p + p_err (Veltkamp's splits) and a - p (Sterbenz) */
-static inline VT SUF(fma_residual)(VT a, VT t, VT b) {
-#if ISA_KIND == 2 || ISA_KIND == 3 || XT_FAST_FMA
-    return SUF(fmadd)(-t, b, a);
-#else
-    const T split = TBYTES == 4 ? 4097.0f : 134217729.0;   /* 2^12 + 1, 2^27 + 1 */
-    VT ct = t * split, cb = b * split;
-    VT th = ct - (ct - t), tl = t - th, bh = cb - (cb - b), bl = b - bh;
-    VT p = t * b, p_err = ((th * bh - p) + th * bl + tl * bh) + tl * bl;
-    return (a - p) - p_err;
-#endif
-}
-
 static inline VT SUF(log1p_pos)(VT s) {
     VT one = SUF(splat)(1), u = one + s;
 #if TBYTES == 4
