@@ -99,16 +99,21 @@ def test_sparse_shape_mismatch_names_both_shapes(labels_shape):
      "labels[1] = -30000 is outside the valid range [0, 40000)"),
 ])
 @pytest.mark.parametrize("scan_limit", [None, 0])
+@pytest.mark.parametrize("outputs", ["out, grad_out", "out", "out, return_grad"])
 def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, expected, scan_limit,
-                                                               monkeypatch):
+                                                               outputs, monkeypatch):
     # scan_limit 0: the check that takes NumPy's max (or min and max) first,
-    # which more than _SCAN_LABELS labels take, on these few labels too
+    # which more than _SCAN_LABELS labels take, on these few labels too.
+    # Without a grad_out the kernel's pass checks the labels instead (the loss
+    # staged): the same message, and `out` untouched.
     if scan_limit is not None:
         monkeypatch.setattr(xentc._api, "_SCAN_LABELS", scan_limit)
     logits = np.zeros(shape)
     out, grad_out = sentinel(shape[:-1]), sentinel(shape)
+    kwargs = {"out": out, "grad_out": grad_out if "grad_out" in outputs else None,
+              "return_grad": "return_grad" in outputs}
     with pytest.raises(ValueError) as exc:
-        sparse(labels, logits, out=out, grad_out=grad_out)
+        sparse(labels, logits, **kwargs)
     assert expected in str(exc.value)
     assert_sentinel(out, grad_out)
 
@@ -135,6 +140,35 @@ def test_sparse_label_out_of_range_in_many_rows(n_rows, bad):
     with pytest.raises(ValueError, match=re.escape(f"labels[{n_rows - 3}] = {bad} is outside")):
         sparse(labels, np.zeros((n_rows, 5), np.float32))
     assert xentc._api._SCAN_LABELS == 1024
+
+
+@pytest.mark.parametrize("n_classes", [5, 40, 1000])   # the few-class kernel, and rows of their own
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("where", [False, True])
+def test_sparse_label_out_of_range_in_one_chunk_of_many(n_classes, dtype, num_threads, where):
+    # Without a grad_out each chunk of rows checks its labels before its kernel
+    # (sparse_xent): bad labels in two chunks and the last row, the first named;
+    # the loss goes to `out` only when all are valid.
+    n_rows = 200000 // n_classes
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(n_rows, n_classes)).astype(dtype)
+    labels = rng.integers(0, n_classes, n_rows)
+    mask = np.ones(n_classes, bool) if where else None
+    first = n_rows // 2 + 7
+    for row, value in [(first, n_classes), (n_rows - 1, -1), (n_rows // 4 * 3, 2**40)]:
+        labels[row] = value
+    out = sentinel(n_rows, dtype)
+    with pytest.raises(ValueError, match=re.escape(
+            f"labels[{first}] = {n_classes} is outside the valid range [0, {n_classes})")):
+        sparse(labels, logits, out=out, return_grad=True, where=mask, num_threads=num_threads)
+    assert_sentinel(out)
+    labels[[first, n_rows - 1, n_rows // 4 * 3]] = 0
+    loss, grad = sparse(labels, logits, out=out, return_grad=True, where=mask, num_threads=num_threads)
+    assert loss is out
+    ref_loss, ref_grad = sparse(labels, logits, where=mask, num_threads=num_threads,
+                                grad_out=np.empty_like(logits))   # checked first, the same kernel
+    assert np.array_equal(loss, ref_loss) and np.array_equal(grad, ref_grad)
 
 
 def test_sparse_label_out_of_range_for_one_row():

@@ -84,6 +84,8 @@ cdef extern from "_xentc_rows.h" nogil:
         void (*score_f64)(const double *x, const int64_t *labels, const double *y, double *loss,
                           double *lse, double *pmax, int64_t *rank, Py_ssize_t nrows, Py_ssize_t n,
                           double rtol, int8_t *invalid) noexcept nogil
+        Py_ssize_t (*first_bad_label)(const int64_t *labels, Py_ssize_t n,
+                                      Py_ssize_t n_classes) noexcept nogil
         void (*exp_f32)(const float *x, float *y, Py_ssize_t n) noexcept nogil
         void (*exp_f64)(const double *x, double *y, Py_ssize_t n) noexcept nogil
         void (*exp_sum_f32)(const float *x, float *y, Py_ssize_t n) noexcept nogil
@@ -343,35 +345,47 @@ def check_labels(const floating[:, ::1] labels, double rtol, int8_t[::1] invalid
 
 def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
                 floating[::1] loss, floating[:, ::1] grad, int n_threads, floating[::1] lse=None,
-                const uint8_t[:, ::1] mask=None, bint stream=False):
-    """loss[i] and (unless grad is None) grad[i, :] for class indices (checked
-    to lie in [0, n_classes) by the caller); grad may be logits; with `lse`
-    each row's log-sum-exp too; stream: grad is the caller's array or from the buffer
-    cache (see STREAM_BYTES)."""
+                const uint8_t[:, ::1] mask=None, bint stream=False, bint check=False):
+    """loss[i] and (unless grad is None) grad[i, :] for class indices; grad may be
+    logits; with `lse` each row's log-sum-exp too; stream: grad is the caller's array
+    or from the buffer cache (see STREAM_BYTES).
+
+    Labels outside [0, n_classes): with `check`, each chunk of rows checks its own
+    before its kernel runs and skips the kernel if one is (no label is then used
+    to index a row), and the call returns the row of the first, or -1; without,
+    the caller has checked them (the call returns -1).  A chunk skipped leaves
+    its rows of the outputs unwritten: the caller raises, and must not have given
+    the kernel memory of its caller's to write (see _api's sparse call)."""
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
-    cdef Py_ssize_t c, r0, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
+    cdef Py_ssize_t c, r0, nr, b, chunk = chunk_rows(n), n_chunks = (n_rows + chunk - 1) // chunk
     cdef int nt = team_size(n_threads, n_rows, n)
     cdef bint with_grad = grad is not None, with_lse = lse is not None, with_mask = mask is not None
     cdef Py_ssize_t ms = mask_stride(mask, n_rows, n)
     cdef int sm
+    cdef Py_ssize_t bad_chunks = 0   # a sum reduction: prange has none for a min
     if n_rows == 0:
-        return
+        return -1
     sm = stream and streams(&logits[0, 0], &grad[0, 0] if with_grad else NULL, n_rows, n, logits.itemsize,
                             with_mask)
     if sm:
         count_streamed()
     for c in prange(n_chunks, schedule='static', nogil=True, num_threads=nt):
         r0 = c * chunk
-        if floating is float:
+        nr = min(chunk, n_rows - r0)
+        b = xentc_rows.first_bad_label(&labels[r0], nr, n) if check else -1
+        if b >= 0:
+            bad_chunks += 1
+        elif floating is float:
             xentc_rows.sparse_f32(&logits[r0, 0], &labels[r0], &loss[r0],
-                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                  &grad[r0, 0] if with_grad else NULL, nr, n,
                                   &lse[r0] if with_lse else NULL,
                                   &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
         else:
             xentc_rows.sparse_f64(&logits[r0, 0], &labels[r0], &loss[r0],
-                                  &grad[r0, 0] if with_grad else NULL, min(chunk, n_rows - r0), n,
+                                  &grad[r0, 0] if with_grad else NULL, nr, n,
                                   &lse[r0] if with_lse else NULL,
                                   &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
+    return xentc_rows.first_bad_label(&labels[0], n_rows, n) if bad_chunks else -1
 
 
 def score(const floating[:, ::1] logits, const int64_t[::1] labels, const floating[:, ::1] dense,

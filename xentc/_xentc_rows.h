@@ -55,6 +55,8 @@ typedef struct {
                       double *pmax, int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid);
     void (*score_f64)(const double *x, const int64_t *labels, const double *y, double *loss, double *lse,
                       double *pmax, int64_t *rank, ptrdiff_t nrows, ptrdiff_t n, double rtol, int8_t *invalid);
+    /* the index of the first of n labels outside [0, n_classes), or -1 */
+    ptrdiff_t (*first_bad_label)(const int64_t *labels, ptrdiff_t n, ptrdiff_t n_classes);
     void (*exp_f32)(const float *x, float *y, ptrdiff_t n);
     void (*exp_f64)(const double *x, double *y, ptrdiff_t n);
     void (*exp_sum_f32)(const float *x, float *y, ptrdiff_t n);   /* x <= 0 */
