@@ -115,6 +115,54 @@ def test_reused_memory_streams_and_gives_the_same_bits(dtype, kind):
     np.testing.assert_array_equal(g, expected)
 
 
+def _at_offset(a, offset):
+    """A copy of a whose data starts `offset` bytes past a 64-byte boundary."""
+    raw = np.empty(a.nbytes + 64, np.uint8)
+    start = (offset - raw.ctypes.data) % 64
+    view = raw[start:start + a.nbytes].view(a.dtype).reshape(a.shape)
+    view[...] = a
+    assert view.ctypes.data % 64 == offset
+    return view
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_dense_gradient_starts_as_far_past_a_cache_line_as_the_labels(dtype):
+    # (see _buffers: the output pass's loads of the labels are then aligned
+    # where its streaming stores are); a reused block at another offset than
+    # before, and results the same as in NumPy's memory
+    x, labels = _data(_rows_for(MIN, dtype) + 2, dtype, seed=5)
+    y = np.zeros_like(x)
+    y[np.arange(len(x)), labels] = 1
+
+    def grad(y):
+        return xentc.softmax_cross_entropy_with_logits(y, x, return_grad=True)[1]
+
+    old = xentc.set_buffer_cache(0)
+    expected = grad(y)
+    xentc.set_buffer_cache(old)
+    size = np.dtype(dtype).itemsize
+    for offset in [16, 0, 48, 8, 32]:
+        y_at = _at_offset(y, offset)
+        g = grad(y_at)
+        assert _buffers.block_of(g) is not None
+        assert g.ctypes.data % 64 == offset - offset % size   # within the item size
+        np.testing.assert_array_equal(g, expected)
+        g[...] = np.nan
+        del g
+    assert _info()["reused_results"] >= 4
+    # the sparse gradient, whose pass reads no labels row, starts on a line
+    g = _grad(_at_offset(x, 16), labels)
+    assert _buffers.block_of(g) is not None and g.ctypes.data % 64 == 0
+
+
+def test_empty_like_rounds_the_offset_down_to_the_item_size():
+    like = _at_offset(np.zeros(10, np.float32), 36)
+    for dtype, expected in [(np.float32, 36), (np.float64, 32), (np.complex128, 32)]:
+        a = _buffers.empty((MIN // np.dtype(dtype).itemsize + 1,), dtype, like)
+        assert a.ctypes.data % 64 == expected and a.flags.writeable and a.flags.c_contiguous
+    assert _buffers.empty((MIN // 4 + 1,), np.float32).ctypes.data % 64 == 0
+
+
 def test_memory_under_a_live_view_is_never_reused():
     x, labels = _data(_rows_for(MIN))
     g = _grad(x, labels)

@@ -447,21 +447,22 @@ def _streamable(grad, grad_out, lg):
     return grad is not None and (_rows_direct(grad_out, lg) or _buffers.reused(grad))
 
 
-def _rows_output(out, lg):
+def _rows_output(out, lg, like=None):
     """(kernel buffer of shape (n_rows, n_classes), finish) for a result shaped like the logits.
 
     The kernel writes into the user's array when its rows are a contiguous view
     of the computation dtype (grad_out=logits in place: no allocation);
     otherwise into our own copy of the logits when there is one (the kernels may
-    overwrite their input), else into a new buffer, and finish() copies or
-    reshapes it into the result.
+    overwrite their input), else into a new buffer (as far past a 64-byte
+    boundary as `like`, an array, if given: see _buffers), and finish() copies
+    or reshapes it into the result.
     """
     shape = lg.rows.shape
     if out is not None:
         direct = _rows_direct_view(out, lg)
         if direct is not None:
             return direct.reshape(shape), lambda: out
-    buf = lg.rows if lg.owned else _buffers.empty(shape, lg.cdtype)
+    buf = lg.rows if lg.owned else _buffers.empty(shape, lg.cdtype, like)
 
     def finish():
         res = buf.reshape(lg.moved_shape)
@@ -727,7 +728,10 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, *, return_grad=Fa
     # otherwise the kernel checks the labels in its own pass (one read of them):
     # the loss and a gradient of our own reach the caller only if they pass
     loss, finish_loss = _loss_output(out, lg, staged=invalid is not None)
-    grad, finish_grad = _rows_output(grad_out, lg) if return_grad else (None, None)
+    # the gradient as far past a cache line as the labels, which its output pass
+    # reads (the sparse gradient, whose pass reads only the cached terms, was
+    # quicker on a line: 2048 x 32000 float32, 18.1 ms against 19.5 at 16 bytes)
+    grad, finish_grad = _rows_output(grad_out, lg, lb.rows) if return_grad else (None, None)
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
     _kernels.dense_xent(lg.rows, lb.rows, loss, grad, n_threads, rtol, invalid, lse, mask,
                         _streamable(grad, grad_out, lg))
