@@ -141,15 +141,17 @@ def test_a_dense_gradient_starts_as_far_past_a_cache_line_as_the_labels(dtype):
     expected = grad(y)
     xentc.set_buffer_cache(old)
     size = np.dtype(dtype).itemsize
-    for offset in [16, 0, 48, 8, 32]:
+    reused_before = _info()["reused_results"]
+    offsets = [16, 0, 48, 8, 32, 64 - size]   # 64 - size: the last one, into a block of the same size
+    for i, offset in enumerate(offsets):
         y_at = _at_offset(y, offset)
         g = grad(y_at)
-        assert _buffers.block_of(g) is not None
+        assert _buffers.block_of(g) is not None and _buffers.reused(g) == (i > 0)
         assert g.ctypes.data % 64 == offset - offset % size   # within the item size
         np.testing.assert_array_equal(g, expected)
         g[...] = np.nan
         del g
-    assert _info()["reused_results"] >= 4
+    assert _info()["reused_results"] == reused_before + len(offsets) - 1
     # the sparse gradient, whose pass reads no labels row, starts on a line
     g = _grad(_at_offset(x, 16), labels)
     assert _buffers.block_of(g) is not None and g.ctypes.data % 64 == 0

@@ -103,9 +103,10 @@ def test_sparse_shape_mismatch_names_both_shapes(labels_shape):
 def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, expected, scan_limit,
                                                                outputs, monkeypatch):
     # scan_limit 0: the check that takes NumPy's max (or min and max) first,
-    # which more than _SCAN_LABELS labels take, on these few labels too.
-    # Without a grad_out the kernel's pass checks the labels instead (the loss
-    # staged): the same message, and `out` untouched.
+    # which more than _SCAN_LABELS labels take, on these few labels too (the
+    # check before the kernel, with a grad_out).  Without a grad_out the kernel
+    # call checks the labels instead (the loss staged): the same message, and
+    # `out` untouched.
     if scan_limit is not None:
         monkeypatch.setattr(xentc._api, "_SCAN_LABELS", scan_limit)
     logits = np.zeros(shape)
@@ -120,50 +121,67 @@ def test_sparse_label_out_of_range_names_index_value_and_range(labels, shape, ex
 
 @pytest.mark.parametrize("scan_limit", [None, 0])   # as above: the scan alone, and NumPy's min and max
 @pytest.mark.parametrize("dtype,n", [(np.int8, 300), (np.int8, 128), (np.int16, 40000), (np.uint8, 256)])
-def test_narrow_labels_in_range_pass(dtype, n, scan_limit, monkeypatch):
+@pytest.mark.parametrize("checked_first", [False, True])   # the kernel call's check, or (grad_out) NumPy's
+def test_narrow_labels_in_range_pass(dtype, n, scan_limit, checked_first, monkeypatch):
     if scan_limit is not None:
         monkeypatch.setattr(xentc._api, "_SCAN_LABELS", scan_limit)
     # the largest and smallest valid labels of narrow dtypes with many classes
     labels = np.array([0, np.iinfo(dtype).max if np.iinfo(dtype).max < n else n - 1, 1], dtype=dtype)
     logits = np.random.default_rng(3).normal(size=(3, n))
-    loss = sparse(labels, logits)
+    loss = sparse(labels, logits, grad_out=np.empty_like(logits) if checked_first else None)
+    loss = loss[0] if checked_first else loss
     ref = np.log(np.exp(logits).sum(axis=1)) - logits[np.arange(3), labels.astype(np.int64)]
     np.testing.assert_allclose(loss, ref, rtol=1e-12)
 
 
-@pytest.mark.parametrize("n_rows", [1024, 1025, 5000])   # up to _SCAN_LABELS the scan alone
+@pytest.mark.parametrize("n_rows", [1024, 1025, 5000])   # with a grad_out: up to _SCAN_LABELS the scan alone
 @pytest.mark.parametrize("bad", [-1, 5])
-def test_sparse_label_out_of_range_in_many_rows(n_rows, bad):
+@pytest.mark.parametrize("checked_first", [False, True])   # the kernel call's check, or (grad_out) NumPy's
+def test_sparse_label_out_of_range_in_many_rows(n_rows, bad, checked_first):
     labels = np.random.default_rng(2).integers(0, 5, n_rows)
     labels[n_rows - 3] = bad
     labels[n_rows - 1] = 7   # only the first bad label is named
+    logits = np.zeros((n_rows, 5), np.float32)
+    grad_out = sentinel(logits.shape, np.float32) if checked_first else None
     with pytest.raises(ValueError, match=re.escape(f"labels[{n_rows - 3}] = {bad} is outside")):
-        sparse(labels, np.zeros((n_rows, 5), np.float32))
+        sparse(labels, logits, grad_out=grad_out)
+    if checked_first:
+        assert_sentinel(grad_out)
     assert xentc._api._SCAN_LABELS == 1024
 
 
-@pytest.mark.parametrize("n_classes", [5, 40, 1000])   # the few-class kernel, and rows of their own
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [5, 40, 1000])   # rows of few classes (without where=), and wide ones
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])   # float16: computed in float32
 @pytest.mark.parametrize("num_threads", [1, 2])
 @pytest.mark.parametrize("where", [False, True])
-def test_sparse_label_out_of_range_in_one_chunk_of_many(n_classes, dtype, num_threads, where):
+@pytest.mark.parametrize("label_dtype", [np.int64, np.uint64])
+def test_sparse_label_out_of_range_in_one_chunk_of_many(n_classes, dtype, num_threads, where, label_dtype):
     # Without a grad_out each chunk of rows checks its labels before its kernel
     # (sparse_xent): bad labels in two chunks and the last row, the first named;
     # the loss goes to `out` only when all are valid.
     n_rows = 200000 // n_classes
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(n_rows, n_classes)).astype(dtype)
-    labels = rng.integers(0, n_classes, n_rows)
+    labels = rng.integers(0, n_classes, n_rows).astype(label_dtype)
     mask = np.ones(n_classes, bool) if where else None
     first = n_rows // 2 + 7
-    for row, value in [(first, n_classes), (n_rows - 1, -1), (n_rows // 4 * 3, 2**40)]:
+    wrapped = 2**64 - 1 if label_dtype == np.uint64 else -1   # -1 as an int64
+    for row, value in [(first, n_classes), (n_rows - 1, wrapped), (n_rows // 4 * 3, 2**40)]:
         labels[row] = value
     out = sentinel(n_rows, dtype)
     with pytest.raises(ValueError, match=re.escape(
             f"labels[{first}] = {n_classes} is outside the valid range [0, {n_classes})")):
-        sparse(labels, logits, out=out, return_grad=True, where=mask, num_threads=num_threads)
+        sparse(labels, logits, out=out, return_grad=True, return_lse=True, where=mask,
+               num_threads=num_threads)
     assert_sentinel(out)
-    labels[[first, n_rows - 1, n_rows // 4 * 3]] = 0
+    labels[first] = 0
+    with pytest.raises(ValueError, match=re.escape(f"labels[{n_rows // 4 * 3}] = {2**40} is outside")):
+        sparse(labels, logits, out=out, where=mask, num_threads=num_threads)
+    labels[n_rows // 4 * 3] = 0
+    with pytest.raises(ValueError, match=re.escape(f"labels[{n_rows - 1}] = {wrapped} is outside")):
+        sparse(labels, logits, out=out, where=mask, num_threads=num_threads)
+    assert_sentinel(out)
+    labels[n_rows - 1] = 0
     loss, grad = sparse(labels, logits, out=out, return_grad=True, where=mask, num_threads=num_threads)
     assert loss is out
     ref_loss, ref_grad = sparse(labels, logits, where=mask, num_threads=num_threads,

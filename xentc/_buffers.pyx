@@ -22,8 +22,9 @@
 # All of it runs with the GIL held and calls nothing that could release it, so
 # Python threads see a consistent list.
 #
-# The memory starts as far past a 64-byte boundary as the input it is made from
-# (empty's `like`, within its element size): the kernels' vector steps are aligned
+# The memory starts on a 64-byte boundary or, given an array (empty's `like`: the
+# labels of a dense loss+grad), as far past one as that array (within the element
+# size; blocks have 64 bytes to spare for it): the kernels' vector steps are aligned
 # for their streaming stores, and a gradient at another offset than the labels made
 # the loads of each step cross cache lines (C harness from Python, float32 dense
 # loss+grad of 2048 x 32000 on two Zen 4 cores, labels and logits 16 bytes past a
@@ -83,7 +84,7 @@ cdef Py_ssize_t n_reused = 0       # results served from the list (tests, show_c
 
 
 cdef inline char *aligned(void *raw) noexcept:
-    """The first ALIGN-byte boundary in a block from PyMem_RawMalloc(size + ALIGN)."""
+    """The first ALIGN-byte boundary in a block from PyMem_RawMalloc(size + 2 * ALIGN)."""
     return <char *>((<uintptr_t>raw + ALIGN - 1) & ~<uintptr_t>(ALIGN - 1))
 
 

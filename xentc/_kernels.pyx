@@ -12,7 +12,9 @@
 #      loop.  Each row is written by exactly one thread and no reduction
 #      crosses rows, so results are bit-identical for any thread count.
 #      Scanners look for bad labels and return the first bad row; the Python
-#      layer formats the message and raises before anything is written.
+#      layer formats the message and raises before anything of the caller's is
+#      written (sparse_xent checks its labels itself, chunk by chunk, when it
+#      writes only buffers of ours).
 #   3. _api.py: validation, dtype policy, axis handling, allocation, dispatch.
 #
 # Kernel math, per row x (M = max x, z = x - M, s = sum of exp(z) without one
