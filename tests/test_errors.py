@@ -189,6 +189,18 @@ def test_sparse_label_out_of_range_in_one_chunk_of_many(n_classes, dtype, num_th
     assert np.array_equal(loss, ref_loss) and np.array_equal(grad, ref_grad)
 
 
+def test_labels_changed_during_the_call_raise_rather_than_return_unwritten_rows(monkeypatch):
+    # sparse_xent returns -2 when a chunk skipped its kernel for a bad label that
+    # the scan after it no longer finds (another thread wrote to the labels):
+    # those rows were never written, so the call must not return them
+    real = xentc._kernels.sparse_xent
+    monkeypatch.setattr(xentc._kernels, "sparse_xent", lambda *args: real(*args) and -2)
+    out = sentinel(3)
+    with pytest.raises(RuntimeError, match="labels changed while the loss was computed"):
+        sparse(np.array([0, 1, 2]), np.zeros((3, 4)), out=out)
+    assert_sentinel(out)
+
+
 def test_sparse_label_out_of_range_for_one_row():
     with pytest.raises(ValueError, match=re.escape("= 7 is outside the valid range [0, 5)")):
         sparse(7, np.zeros(5))

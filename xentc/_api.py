@@ -826,6 +826,8 @@ def sparse_softmax_cross_entropy_with_logits(labels, logits, *, return_grad=Fals
     lse, finish_lse = _loss_output(None, lg) if return_lse else (None, None)
     bad = _kernels.sparse_xent(lg.rows, flat, loss, grad, n_threads, lse, mask,
                                _streamable(grad, grad_out, lg), fused)
+    if bad == -2:   # rows were left unwritten: never return them
+        raise RuntimeError("labels changed while the loss was computed (another thread wrote to them)")
     if bad >= 0:
         _raise_label_out_of_range(lab, bad, lg.n_classes)
     return _results(finish_loss, finish_grad, finish_lse)

@@ -354,8 +354,9 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
 
     Labels outside [0, n_classes): with `check`, each chunk of rows checks its own
     before its kernel runs and skips the kernel if one is (no label is then used
-    to index a row), and the call returns the row of the first, or -1; without,
-    the caller has checked them (the call returns -1).  A chunk skipped leaves
+    to index a row), and the call returns the row of the first, or -1 (-2 if the
+    labels changed while it ran: a chunk skipped, and no bad label found after);
+    without, the caller has checked them (the call returns -1).  A chunk skipped leaves
     its rows of the outputs unwritten: the caller raises, and must not have given
     the kernel memory of its caller's to write (see _api's sparse call)."""
     cdef Py_ssize_t n_rows = logits.shape[0], n = logits.shape[1]
@@ -387,7 +388,10 @@ def sparse_xent(const floating[:, ::1] logits, const int64_t[::1] labels,
                                   &grad[r0, 0] if with_grad else NULL, nr, n,
                                   &lse[r0] if with_lse else NULL,
                                   &mask[0, 0] + r0 * ms if with_mask else NULL, ms, sm)
-    return xentc_rows.first_bad_label(&labels[0], n_rows, n) if bad_chunks else -1
+    if not bad_chunks:
+        return -1
+    b = xentc_rows.first_bad_label(&labels[0], n_rows, n)
+    return b if b >= 0 else -2   # -2: a chunk saw a bad label the scan no longer finds
 
 
 def score(const floating[:, ::1] logits, const int64_t[::1] labels, const floating[:, ::1] dense,
